@@ -1,0 +1,126 @@
+"""Typed settings, read from ``SHOWUP_*`` environment variables and validated at start.
+
+Every setting is listed with its variable and default in README.md ("Configuration").
+Durations accept seconds (``300``) or ISO 8601 (``PT5M``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import socket
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOWUP_", extra="ignore")
+
+    # Storage
+    data_dir: Path = Field(default=Path("showup-data"))
+    database_url: str | None = None
+    master_key: SecretStr | None = None
+
+    # HTTP API
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None
+
+    # Provider endpoints: pointing at real Google or at the emulator is a setting.
+    google_api_url: str = "https://www.googleapis.com/calendar/v3"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    microsoft_graph_url: str = "https://graph.microsoft.com/v1.0"
+    microsoft_login_url: str = "https://login.microsoftonline.com"
+
+    # Sync
+    sync_window_past: timedelta = timedelta(days=1)
+    sync_window_future: timedelta = timedelta(days=28)
+    poll_interval: timedelta = timedelta(minutes=5)
+    deleted_retention: timedelta = timedelta(days=60)
+    sync_concurrency_per_provider: int = Field(default=8, ge=1, le=256)
+    sync_page_size: int = Field(default=250, ge=1, le=2500)
+    retry_backoff_base: timedelta = timedelta(seconds=2)
+    retry_backoff_max: timedelta = timedelta(minutes=5)
+    failures_before_error: int = Field(default=3, ge=1)
+    http_timeout: timedelta = timedelta(seconds=30)
+
+    # Worker
+    lease_duration: timedelta = timedelta(minutes=2)
+    worker_idle_poll: timedelta = timedelta(seconds=1)
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    log_level: str = "INFO"
+
+    @field_validator(
+        "public_url",
+        "google_api_url",
+        "google_token_url",
+        "microsoft_graph_url",
+        "microsoft_login_url",
+    )
+    @classmethod
+    def _strip_slash(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    @field_validator("sync_window_past", "sync_window_future", "poll_interval", "lease_duration")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return v
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'showup.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    def master_key_bytes(self) -> bytes:
+        """The 32-byte master key, from ``SHOWUP_MASTER_KEY`` (base64)."""
+        if self.master_key is None:
+            raise ConfigError(
+                "SHOWUP_MASTER_KEY is not set. Generate one with "
+                '`python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"`'
+            )
+        return decode_master_key(self.master_key.get_secret_value())
+
+
+def decode_master_key(text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError("SHOWUP_MASTER_KEY must be base64") from exc
+    if len(raw) != 32:
+        raise ConfigError("SHOWUP_MASTER_KEY must decode to exactly 32 bytes")
+    return raw
+
+
+def load_or_create_master_key(data_dir: Path) -> tuple[str, bool]:
+    """Read ``master.key`` in ``data_dir``, creating it (mode 0600) on first use.
+
+    Returns the base64 key and whether it was just created.
+    """
+    path = data_dir / "master.key"
+    if path.exists():
+        text = path.read_text().strip()
+        decode_master_key(text)
+        return text, False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    text = base64.b64encode(os.urandom(32)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    return text, True

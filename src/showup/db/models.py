@@ -1,0 +1,141 @@
+"""SQLAlchemy 2.0 models. Every row belongs to one tenant (DESIGN "Words").
+
+Secrets are stored only as ciphertext (``*_enc`` columns, see ``security/vault.py``) or
+hashes (API keys). The migrations in ``db/migrations`` are the schema of record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from showup.db.types import JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Calendar(Base):
+    """One connected provider calendar of one calendar user, with its sync state."""
+
+    __tablename__ = "calendars"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    external_user_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_calendar_id: Mapped[str] = mapped_column(String(1024), default="primary")
+    platform_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="connecting")
+    status_changes: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    oauth_client_id: Mapped[str] = mapped_column(String(512))
+    oauth_client_secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    oauth_refresh_token_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    oauth_tenant_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    # Sync state. ``sync_cursor`` is the provider's sync token / delta link.
+    sync_cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sync_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_calendars_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_calendars_tenant_user", "tenant_id", "external_user_id"),
+        Index("ix_calendars_next_sync_at", "next_sync_at"),
+    )
+
+
+class Event(Base):
+    """One occurrence on one calendar (series are expanded)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    calendar_id: Mapped[str] = mapped_column(ForeignKey("calendars.id", ondelete="CASCADE"))
+    platform_id: Mapped[str] = mapped_column(String(1024))
+    ical_uid: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    recurring_event_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    title: Mapped[str | None] = mapped_column(Text, nullable=True)
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    is_all_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    organizer_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    attendees: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    meeting_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    meeting_platform: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Hash of what the user can see; ``updated_at`` moves only when it changes.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("calendar_id", "platform_id"),
+        Index("ix_events_tenant_updated", "tenant_id", "updated_at", "id"),
+        Index("ix_events_calendar_start", "calendar_id", "start_time"),
+        Index("ix_events_tenant_ical_uid", "tenant_id", "ical_uid"),
+        Index("ix_events_deleted_at", "deleted_at"),
+    )

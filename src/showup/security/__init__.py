@@ -1,0 +1,1 @@
+"""Token vault, API keys, signed state, URL guard."""
