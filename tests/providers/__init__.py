@@ -1,0 +1,1 @@
+"""Provider adapter tests: unit tests per adapter plus the shared contract suite."""
