@@ -1,0 +1,247 @@
+"""The fake world behind every emulator: users, OAuth clients, tokens, calendars, events.
+
+Provider-neutral: the Google routes (and later Graph's) read this state and render it in
+their own wire shape. Events enter in the world's input format, a subset of the Google
+event resource (see :mod:`showup.emulator.model`); the Python methods return Google
+JSON because that is the only renderer so far.
+
+Time comes only from the injected :class:`~showup.clock.Clock` (DESIGN invariant 6).
+All methods take one re-entrant lock, so a test thread may mutate the world while
+uvicorn serves it from another thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from showup.clock import Clock
+from showup.emulator.events import Calendar, EventCore
+from showup.emulator.faults import Faults
+from showup.emulator.model import InvalidEvent, NotFound, Person, zone
+from showup.emulator.mutations import Mutations
+
+DEFAULT_SCOPES = (
+    "https://www.googleapis.com/auth/calendar.readonly",
+    "https://www.googleapis.com/auth/calendar.events.readonly",
+)
+
+
+class OAuthError(Exception):
+    """A token-endpoint failure in RFC 6749 §5.2 shape (PROTOCOLS §1.1)."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+class AuthError(Exception):
+    """An API call without a live access token (Google: 401 authError, §1.6)."""
+
+
+@dataclass
+class Settings:
+    """World behaviour switches; tests flip them, defaults follow PROTOCOLS §5."""
+
+    # §1.2/§5: pages may be empty or short while more remain. When on, the 2nd page of
+    # every three is empty and the 3rd is half-size, deterministically.
+    quirky_pages: bool = True
+    # How far ahead unbounded series expand when a list has no timeMax.
+    expansion_horizon: timedelta = timedelta(days=365)
+    access_token_ttl: timedelta = timedelta(seconds=3599)
+    # None: sync tokens live until expire_sync_tokens(); else they expire by the clock.
+    sync_token_ttl: timedelta | None = None
+
+
+@dataclass
+class OAuthClient:
+    client_id: str
+    client_secret: str
+
+
+@dataclass
+class Grant:
+    refresh_token: str
+    client_id: str
+    email: str
+    scopes: tuple[str, ...]
+    created: datetime
+    revoked: bool = False
+
+
+@dataclass
+class AccessGrant:
+    token: str
+    grant: Grant
+    expires_at: datetime
+
+
+@dataclass
+class User:
+    email: str
+    name: str | None
+    time_zone: str
+    calendars: list[str] = field(default_factory=list)
+
+
+class World(Mutations):
+    """The whole fake world. See docs/emulator.md for the Python and HTTP surface."""
+
+    def __init__(self, clock: Clock, settings: Settings | None = None) -> None:
+        self.clock = clock
+        self.settings = settings or Settings()
+        self.faults = Faults()
+        self.lock = threading.RLock()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.clients: dict[str, OAuthClient] = {}
+        self.users: dict[str, User] = {}
+        self.calendars: dict[str, Calendar] = {}
+        self.cores: dict[str, EventCore] = {}
+        self.grants: dict[str, Grant] = {}
+        self.access: dict[str, AccessGrant] = {}
+        self.seq = 0
+        self._ids = 0
+
+    def reset(self) -> None:
+        """Forget everything (users, tokens, events, faults); keep the clock and settings."""
+        with self.lock:
+            self._reset_state()
+            self.faults.clear()
+
+    # ---- identifiers -------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A deterministic base32hex id ``[a-v0-9]{26}`` (PROTOCOLS §1.3 "Identity")."""
+        self._ids += 1
+        digest = hashlib.sha256(f"showup-emulator-{self._ids}".encode()).digest()
+        return base64.b32hexencode(digest).decode().lower().rstrip("=")[:26]
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    # ---- accounts ----------------------------------------------------------------
+
+    def add_oauth_client(
+        self, client_id: str | None = None, client_secret: str | None = None
+    ) -> tuple[str, str]:
+        with self.lock:
+            cid = client_id or f"{self.new_id()[:12]}.apps.googleusercontent.com"
+            secret = client_secret or "GOCSPX-" + secrets.token_urlsafe(21)
+            self.clients[cid] = OAuthClient(cid, secret)
+            return cid, secret
+
+    def add_user(self, email: str, name: str | None = None, time_zone: str = "UTC") -> User:
+        """Add a user and her primary calendar, whose id is her email as on Google."""
+        email = email.lower()
+        with self.lock:
+            if email in self.users:
+                raise InvalidEvent(f"user {email} exists")
+            zone(time_zone)
+            user = User(email=email, name=name, time_zone=time_zone)
+            self.users[email] = user
+            self._add_calendar(user, email, summary=email, primary=True, time_zone=time_zone)
+            return user
+
+    def add_calendar(
+        self, email: str, summary: str, time_zone: str | None = None, calendar_id: str | None = None
+    ) -> str:
+        """Add a secondary calendar to a user; returns its id."""
+        with self.lock:
+            user = self.user(email)
+            cal_id = calendar_id or f"c_{self.new_id()}@group.calendar.google.com"
+            if cal_id in self.calendars:
+                raise InvalidEvent(f"calendar {cal_id} exists")
+            tz = time_zone or user.time_zone
+            self._add_calendar(user, cal_id, summary=summary, primary=False, time_zone=tz)
+            return cal_id
+
+    def _add_calendar(
+        self, user: User, cal_id: str, *, summary: str, primary: bool, time_zone: str
+    ) -> None:
+        self.calendars[cal_id] = Calendar(
+            id=cal_id, owner=user.email, summary=summary, time_zone=time_zone, primary=primary
+        )
+        user.calendars.append(cal_id)
+
+    def user(self, email: str) -> User:
+        try:
+            return self.users[email.lower()]
+        except KeyError:
+            raise NotFound(f"no user {email}") from None
+
+    def calendar(self, email: str, calendar_id: str = "primary") -> Calendar:
+        """The user's calendar; ``primary`` means her primary one. Others' calendars: NotFound."""
+        user = self.user(email)
+        cal_id = user.email if calendar_id == "primary" else calendar_id
+        cal = self.calendars.get(cal_id)
+        if cal is None or cal.owner != user.email:
+            raise NotFound(f"no calendar {calendar_id} for {email}")
+        return cal
+
+    def person(self, email: str) -> Person:
+        user = self.users.get(email.lower())
+        return Person(email=email.lower(), display_name=user.name if user else None)
+
+    # ---- OAuth (PROTOCOLS §1.1) ----------------------------------------------------
+
+    def grant(self, client_id: str, email: str, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> str:
+        """An offline grant of ``email`` to the client: returns the refresh token."""
+        with self.lock:
+            if client_id not in self.clients:
+                raise NotFound(f"no client {client_id}")
+            user = self.user(email)
+            token = "1//0" + secrets.token_urlsafe(48)
+            self.grants[token] = Grant(token, client_id, user.email, scopes, self.clock.now())
+            return token
+
+    def revoke(self, token: str) -> None:
+        """Revoke a grant by its refresh token or any of its access tokens (Google revokes
+        the whole grant either way). Later refreshes: 400 invalid_grant; calls: 401."""
+        with self.lock:
+            grant = self.grants.get(token)
+            if grant is None and token in self.access:
+                grant = self.access[token].grant
+            if grant is None:
+                raise NotFound("no such token")
+            grant.revoked = True
+
+    def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> AccessGrant:
+        """The refresh_token grant; raises :class:`OAuthError` as Google answers."""
+        with self.lock:
+            client = self.clients.get(client_id)
+            if client is None or not secrets.compare_digest(client.client_secret, client_secret):
+                raise OAuthError(401, "invalid_client", "Unauthorized")
+            grant = self.grants.get(refresh_token)
+            if grant is None or grant.revoked or grant.client_id != client_id:
+                raise OAuthError(400, "invalid_grant", "Token has been expired or revoked.")
+            token = "ya29." + secrets.token_urlsafe(64)
+            access = AccessGrant(token, grant, self.clock.now() + self.settings.access_token_ttl)
+            self.access[token] = access
+            return access
+
+    def authenticate(self, access_token: str) -> AccessGrant:
+        """The live grant behind a Bearer token, or :class:`AuthError`."""
+        with self.lock:
+            access = self.access.get(access_token)
+            if access is None or access.grant.revoked or access.expires_at <= self.clock.now():
+                raise AuthError("Invalid Credentials")
+            return access
+
+    def expire_sync_tokens(self, email: str | None = None) -> None:
+        """Every sync token issued so far (for this user's calendars) answers 410."""
+        with self.lock:
+            for cal in self.calendars.values():
+                if email is None or cal.owner == email.lower():
+                    cal.epoch += 1
+
+    def horizon(self) -> datetime:
+        return self.clock.now() + self.settings.expansion_horizon
