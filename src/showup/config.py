@@ -50,13 +50,16 @@ class Settings(BaseSettings):
     sync_page_size: int = Field(default=250, ge=1, le=2500)
     retry_backoff_base: timedelta = timedelta(seconds=2)
     retry_backoff_max: timedelta = timedelta(minutes=5)
-    failures_before_error: int = Field(default=3, ge=1)
     http_timeout: timedelta = timedelta(seconds=30)
 
     # Worker
     lease_duration: timedelta = timedelta(minutes=2)
     worker_idle_poll: timedelta = timedelta(seconds=1)
     worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    # Outbound URLs (tenant webhooks): loopback http only for development.
+    allow_http_loopback_webhooks: bool = False
+    allow_private_webhook_targets: bool = False
 
     log_level: str = "INFO"
 

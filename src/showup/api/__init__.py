@@ -1,0 +1,1 @@
+"""HTTP API: the only place where errors become HTTP responses."""

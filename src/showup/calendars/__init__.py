@@ -1,0 +1,1 @@
+"""Connected calendars: create, update, disconnect, delete."""

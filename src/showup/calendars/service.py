@@ -1,0 +1,125 @@
+"""Calendar lifecycle. Services flush; the caller (request handler, job) commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from showup.clock import Clock
+from showup.db.models import Calendar, Event
+from showup.providers.base import OAuthCredentials
+from showup.security.vault import Vault
+
+SUPPORTED_PLATFORMS = ("google_calendar",)
+KNOWN_PLATFORMS = ("google_calendar", "microsoft_outlook")
+
+
+@dataclass(frozen=True, slots=True)
+class NewCalendar:
+    platform: str
+    oauth_client_id: str
+    oauth_client_secret: str
+    oauth_refresh_token: str
+    external_user_id: str | None = None
+    platform_calendar_id: str = "primary"
+    oauth_tenant_id: str | None = None
+    webhook_url: str | None = None
+
+
+def record_status(
+    calendar: Calendar,
+    status: str,
+    clock: Clock,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``calendar`` to ``status``, appending to ``status_changes``. False if unchanged."""
+    if calendar.status == status:
+        return False
+    change: dict[str, Any] = {"status": status, "created_at": clock.now().isoformat()}
+    if reason:
+        change["reason"] = reason
+    if details:
+        change["details"] = details
+    # Reassign (not append) so the JSON column is seen as changed.
+    calendar.status_changes = [*calendar.status_changes, change]
+    calendar.status = status
+    return True
+
+
+async def create_calendar(
+    session: AsyncSession, clock: Clock, vault: Vault, tenant_id: str, data: NewCalendar
+) -> Calendar:
+    now = clock.now()
+    cal = Calendar(
+        tenant_id=tenant_id,
+        external_user_id=data.external_user_id,
+        platform=data.platform,
+        platform_calendar_id=data.platform_calendar_id,
+        status="connecting",
+        status_changes=[{"status": "connecting", "created_at": now.isoformat()}],
+        webhook_url=data.webhook_url,
+        oauth_client_id=data.oauth_client_id,
+        oauth_tenant_id=data.oauth_tenant_id,
+        oauth_client_secret_enc=vault.seal(tenant_id, data.oauth_client_secret),
+        oauth_refresh_token_enc=vault.seal(tenant_id, data.oauth_refresh_token),
+        sync_failures=0,
+        next_sync_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(cal)
+    await session.flush()
+    return cal
+
+
+def credentials(calendar: Calendar, vault: Vault) -> OAuthCredentials:
+    return OAuthCredentials(
+        client_id=calendar.oauth_client_id,
+        client_secret=vault.open(calendar.tenant_id, calendar.oauth_client_secret_enc),
+        refresh_token=vault.open(calendar.tenant_id, calendar.oauth_refresh_token_enc),
+        oauth_tenant=calendar.oauth_tenant_id,
+    )
+
+
+def set_credentials(
+    calendar: Calendar,
+    vault: Vault,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    refresh_token: str | None = None,
+) -> None:
+    if client_id is not None:
+        calendar.oauth_client_id = client_id
+    if client_secret is not None:
+        calendar.oauth_client_secret_enc = vault.seal(calendar.tenant_id, client_secret)
+    if refresh_token is not None:
+        calendar.oauth_refresh_token_enc = vault.seal(calendar.tenant_id, refresh_token)
+
+
+def reconnect(calendar: Calendar, clock: Clock) -> None:
+    """New credentials arrived: try again now."""
+    now = clock.now()
+    record_status(calendar, "connecting", clock, reason="credentials_updated")
+    calendar.sync_failures = 0
+    calendar.last_error = None
+    calendar.last_error_at = None
+    calendar.next_sync_at = now
+
+
+async def get_calendar(session: AsyncSession, tenant_id: str, calendar_id: str) -> Calendar | None:
+    return await session.scalar(
+        select(Calendar).where(Calendar.id == calendar_id, Calendar.tenant_id == tenant_id)
+    )
+
+
+async def delete_calendar(session: AsyncSession, calendar: Calendar) -> None:
+    # Explicit delete of events first: SQLite enforces ON DELETE CASCADE only with the
+    # foreign_keys pragma, which we set, but being explicit keeps both databases identical.
+    await session.execute(delete(Event).where(Event.calendar_id == calendar.id))
+    await session.delete(calendar)
+    await session.flush()

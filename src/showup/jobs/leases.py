@@ -1,0 +1,57 @@
+"""Claiming due rows under a lease.
+
+The database is the schedule: a row is due when its due column has passed and nobody
+holds a live lease on it. On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets many workers
+claim disjoint rows at once; on SQLite every transaction is ``BEGIN IMMEDIATE`` (see
+``db/engine.py``), so claims are serialized by the single writer. A crashed worker's
+lease simply expires and the row is claimed again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def claim_due(
+    session: AsyncSession,
+    model: Any,
+    due_col: Any,
+    *,
+    now: datetime,
+    owner: str,
+    lease: timedelta,
+    limit: int,
+    where: tuple[ColumnElement[bool], ...] = (),
+) -> list[str]:
+    """Lease up to ``limit`` due rows of ``model`` to ``owner``; return their ids.
+
+    ``model`` must have ``id``, ``lease_owner`` and ``lease_expires_at`` columns. The
+    caller commits, which is when the claim becomes visible to other workers.
+    """
+    if limit <= 0:
+        return []
+    q = (
+        select(model.id)
+        .where(
+            due_col.is_not(None),
+            due_col <= now,
+            or_(model.lease_expires_at.is_(None), model.lease_expires_at < now),
+            *where,
+        )
+        .order_by(due_col)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await session.scalars(q)).all())
+    if ids:
+        await session.execute(
+            update(model)
+            .where(model.id.in_(ids))
+            .values(lease_owner=owner, lease_expires_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+    return ids

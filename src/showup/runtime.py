@@ -1,0 +1,103 @@
+"""The process-wide runtime: settings, clock, database, vault, HTTP client, providers.
+
+The API and the worker share one Runtime. Tests build one around a FakeClock and an
+emulator transport; production builds one from Settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from showup.clock import Clock, SystemClock
+from showup.config import Settings
+from showup.db.engine import engine_from_settings, make_sessionmaker
+from showup.providers.base import CalendarProvider
+from showup.security.vault import Vault
+from showup.sync.tokens import TokenCache
+
+
+class Notifier:
+    """Wakes an in-process worker early (e.g. a new calendar wants its first sync now).
+
+    Only a latency optimisation: the database stays the schedule, so a worker in another
+    process finds the same work on its next poll.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+        self._event.clear()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: Vault
+    http: httpx.AsyncClient
+    providers: dict[str, CalendarProvider]
+    notifier: Notifier = field(default_factory=Notifier)
+    tokens: TokenCache = field(default_factory=TokenCache)
+
+    def provider(self, platform: str) -> CalendarProvider:
+        try:
+            return self.providers[platform]
+        except KeyError:
+            raise LookupError(f"no provider for platform {platform!r}") from None
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.engine.dispose()
+
+
+def build_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, CalendarProvider]:
+    from showup.providers.google import GoogleCalendarProvider
+
+    return {
+        "google_calendar": GoogleCalendarProvider(
+            http,
+            api_url=settings.google_api_url,
+            token_url=settings.google_token_url,
+            page_size=settings.sync_page_size,
+        ),
+    }
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    engine: AsyncEngine | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Runtime:
+    """Assemble a Runtime. ``transport`` lets tests route provider HTTP to an emulator."""
+    engine = engine or engine_from_settings(settings)
+    timeout = settings.http_timeout.total_seconds()
+    http = httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(timeout),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        headers={"User-Agent": "showup/0.1"},
+    )
+    return Runtime(
+        settings=settings,
+        clock=clock or SystemClock(),
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        vault=Vault(settings.master_key_bytes()),
+        http=http,
+        providers=build_providers(settings, http),
+    )

@@ -1,0 +1,1 @@
+"""One calendar's sync: fetch changes, plan, apply (DESIGN "The flow")."""
