@@ -1,16 +1,86 @@
-"""The emulator ASGI app: Google OAuth, Calendar v3 and the control API over one world."""
+"""The emulator ASGI app: Google OAuth, Calendar v3 and the control API over one world.
+
+Layout (paths relative to the base URL; see docs/emulator.md):
+
+- ``/token``, ``/revoke``: Google OAuth (PROTOCOLS §1.1)
+- ``/calendar/v3/...``: Google Calendar API v3 (PROTOCOLS §1.2 to §1.4)
+- ``/_emulator/...``: the control API (never faulted)
+"""
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.types import ASGIApp
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from showup.emulator import control
+from showup.emulator.faults import Fault
+from showup.emulator.google import oauth
+from showup.emulator.google import routes as google_routes
+from showup.emulator.google.errors import error_body
 from showup.emulator.world import World
 
+CONTROL_PREFIX = "/_emulator"
+_OAUTH_PATHS = ("/token", "/revoke")
+_FAULT_MESSAGES = {
+    403: "Rate Limit Exceeded",
+    429: "Rate Limit Exceeded",
+    500: "Backend Error",
+    503: "Backend Error",
+}
 
-def create_app(world: World) -> ASGIApp:
+
+def fault_response(fault: Fault, path: str) -> Response:
+    """The injected failure, in the shape the faulted endpoint would use (§1.1, §1.6)."""
+    assert fault.status is not None
+    headers = {}
+    if fault.retry_after is not None:
+        seconds = fault.retry_after
+        headers["Retry-After"] = str(int(seconds)) if seconds == int(seconds) else str(seconds)
+    message = fault.message or _FAULT_MESSAGES.get(fault.status, "Injected fault")
+    if path.endswith(_OAUTH_PATHS):
+        error = fault.reason or ("server_error" if fault.status >= 500 else "invalid_request")
+        body: dict[str, object] = {"error": error, "error_description": message}
+    else:
+        body = error_body(fault.status, message, fault.reason)
+    return JSONResponse(body, status_code=fault.status, headers=headers)
+
+
+class FaultMiddleware:
+    """Consumes matching faults before the request reaches a provider route."""
+
+    def __init__(self, app: ASGIApp, world: World) -> None:
+        self.app = app
+        self.world = world
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(CONTROL_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        fault = self.world.faults.take(scope["method"], path)
+        if fault is not None:
+            if fault.latency is not None:
+                # Spent on the world's clock: a FakeClock advances instead of waiting.
+                await self.world.clock.sleep(fault.latency)
+            if fault.status is not None:
+                await fault_response(fault, path)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(world: World) -> Starlette:
     """Mount every emulated surface over ``world``; see docs/emulator.md."""
-    app = Starlette(routes=[])
+    app = Starlette(
+        routes=[
+            *oauth.routes(world),
+            Mount("/calendar/v3", routes=google_routes.routes(world)),
+            Mount(CONTROL_PREFIX, routes=control.routes(world)),
+        ],
+        middleware=[Middleware(FaultMiddleware, world=world)],
+    )
     app.state.world = world
     return app
 
