@@ -1,0 +1,1 @@
+"""Outbound webhooks: outbox, Standard Webhooks signing, delivery."""
