@@ -183,6 +183,7 @@ async def runtime(
         yield rt
     finally:
         await rt.http.aclose()
+        await rt.webhook_http.aclose()
 
 
 @pytest.fixture

@@ -49,6 +49,9 @@ class Runtime:
     vault: Vault
     http: httpx.AsyncClient
     providers: dict[str, CalendarProvider]
+    # Outbound calls to tenants (webhooks, bot launch): a separate client so provider
+    # faults and tenant faults never share connection pools or timeouts.
+    webhook_http: httpx.AsyncClient
     notifier: Notifier = field(default_factory=Notifier)
     tokens: TokenCache = field(default_factory=TokenCache)
 
@@ -60,6 +63,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        await self.webhook_http.aclose()
         await self.engine.dispose()
 
 
@@ -82,8 +86,10 @@ def build_runtime(
     clock: Clock | None = None,
     engine: AsyncEngine | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Runtime:
-    """Assemble a Runtime. ``transport`` lets tests route provider HTTP to an emulator."""
+    """Assemble a Runtime. ``transport`` lets tests route provider HTTP to an emulator,
+    ``webhook_transport`` routes calls to tenants to a test receiver."""
     engine = engine or engine_from_settings(settings)
     timeout = settings.http_timeout.total_seconds()
     http = httpx.AsyncClient(
@@ -100,4 +106,10 @@ def build_runtime(
         vault=Vault(settings.master_key_bytes()),
         http=http,
         providers=build_providers(settings, http),
+        webhook_http=httpx.AsyncClient(
+            transport=webhook_transport,
+            timeout=httpx.Timeout(15.0),
+            follow_redirects=False,
+            headers={"User-Agent": "showup-webhooks/0.1"},
+        ),
     )

@@ -1,4 +1,8 @@
-"""The worker loop: sync due calendars with bounded per-provider concurrency.
+"""The worker loop: claims due rows of every job kind and runs them with bounded concurrency.
+
+A job kind (``jobs/kinds.py``) names a table's due rows and the function that handles
+one. Each kind has its own concurrency limit (sync has one per provider), so a burst of
+one kind cannot starve another.
 
 ``Worker.drain()`` runs until nothing is due *now* (by the runtime's clock) and is what
 tests call after moving a FakeClock; ``run_forever`` is the production loop.
@@ -8,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_
 
-from showup.db.models import Calendar, Event
-from showup.jobs.leases import claim_due
+from showup.db.models import Event
+from showup.jobs.kinds import JobKind, default_kinds
 from showup.runtime import Runtime
-from showup.sync.runner import SyncOutcome, sync_calendar
 
 log = logging.getLogger("showup.worker")
 
@@ -24,56 +27,51 @@ _MAINTENANCE_EVERY = timedelta(hours=1)
 
 
 class Worker:
-    def __init__(self, runtime: Runtime, owner: str | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, owner: str | None = None, kinds: Sequence[JobKind] | None = None
+    ) -> None:
         self.rt = runtime
         self.owner = owner or runtime.settings.worker_id
-        self._inflight: dict[str, set[asyncio.Task[SyncOutcome]]] = {
-            p: set() for p in runtime.providers
-        }
+        self.kinds = list(kinds) if kinds is not None else default_kinds(runtime)
+        self._inflight: dict[str, set[asyncio.Task[object]]] = {k.name: set() for k in self.kinds}
         self._last_maintenance: datetime | None = None
 
-    async def claim_calendars(self, platform: str, limit: int) -> list[str]:
-        async with self.rt.sessions() as session:
-            ids = await claim_due(
-                session,
-                Calendar,
-                Calendar.next_sync_at,
-                now=self.rt.clock.now(),
-                owner=self.owner,
-                lease=self.rt.settings.lease_duration,
-                limit=limit,
-                where=(Calendar.platform == platform, Calendar.status != "disconnected"),
-            )
-            await session.commit()
-        return ids
+    def kind(self, name: str) -> JobKind:
+        for k in self.kinds:
+            if k.name == name:
+                return k
+        raise LookupError(name)
 
-    def _spawn(self, platform: str, calendar_id: str) -> None:
-        task = asyncio.create_task(
-            sync_calendar(self.rt, calendar_id, self.owner), name=f"sync:{calendar_id}"
+    async def claim_calendars(self, platform: str, limit: int) -> list[str]:
+        """Claim due calendars of one provider (exposed for tests of the lease)."""
+        return await self.kind(f"sync:{platform}").claim(self.rt, self.owner, limit)
+
+    def _spawn(self, kind: JobKind, row_id: str) -> None:
+        task: asyncio.Task[object] = asyncio.create_task(
+            kind.run(self.rt, row_id, self.owner), name=f"{kind.name}:{row_id}"
         )
-        bucket = self._inflight[platform]
+        bucket = self._inflight[kind.name]
         bucket.add(task)
         task.add_done_callback(bucket.discard)
 
     async def _fill(self) -> int:
         """Claim as much due work as the concurrency limits allow; return how many."""
         started = 0
-        limit = self.rt.settings.sync_concurrency_per_provider
-        for platform, bucket in self._inflight.items():
-            free = limit - len(bucket)
+        for kind in self.kinds:
+            free = kind.concurrency - len(self._inflight[kind.name])
             if free <= 0:
                 continue
-            for cid in await self.claim_calendars(platform, free):
-                self._spawn(platform, cid)
+            for row_id in await kind.claim(self.rt, self.owner, free):
+                self._spawn(kind, row_id)
                 started += 1
         return started
 
-    def _all_tasks(self) -> set[asyncio.Task[SyncOutcome]]:
+    def _all_tasks(self) -> set[asyncio.Task[object]]:
         return set().union(*self._inflight.values())
 
-    async def drain(self) -> list[SyncOutcome]:
-        """Run every job that is due now, and any that become due meanwhile, to completion."""
-        outcomes: list[SyncOutcome] = []
+    async def drain(self) -> list[object]:
+        """Run every job due now, and any that become due meanwhile, to completion."""
+        outcomes: list[object] = []
         while True:
             await self._fill()
             tasks = self._all_tasks()
@@ -87,11 +85,8 @@ class Worker:
     async def maintain(self, force: bool = False) -> int:
         """Purge events deleted (or ended) longer ago than the retention setting."""
         now = self.rt.clock.now()
-        if (
-            not force
-            and self._last_maintenance
-            and now - self._last_maintenance < _MAINTENANCE_EVERY
-        ):
+        last = self._last_maintenance
+        if not force and last is not None and now - last < _MAINTENANCE_EVERY:
             return 0
         self._last_maintenance = now
         cutoff = now - self.rt.settings.deleted_retention
@@ -116,12 +111,11 @@ class Worker:
                 await self.maintain()
             except Exception:
                 log.exception("worker loop error; continuing")
-            waits: list[Awaitable[object]] = [self.rt.notifier.wait(idle)]
+            waits: list[Awaitable[object]] = [self.rt.notifier.wait(idle), stop.wait()]
             tasks = self._all_tasks()
             if tasks:
                 waits.append(asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED))
-            stop_task = asyncio.ensure_future(stop.wait())
-            pending = [asyncio.ensure_future(w) for w in waits] + [stop_task]
+            pending = [asyncio.ensure_future(w) for w in waits]
             _, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for t in rest:
                 t.cancel()
