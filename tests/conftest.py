@@ -112,9 +112,7 @@ async def _pg_admin(admin_url: str, sql: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[AsyncEngine]:
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     if request.param == "sqlite":
         eng = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'showup.db'}")
         await upgrade(eng)

@@ -34,8 +34,16 @@ async def test_create_returns_recall_fields_and_no_secret(api: httpx.AsyncClient
     r = await api.post("/api/v2/calendars/", json=body())
     assert r.status_code == 201, r.text
     data = r.json()
-    for key in ("id", "platform", "platform_email", "status", "status_changes",
-                "external_user_id", "created_at", "updated_at"):
+    for key in (
+        "id",
+        "platform",
+        "platform_email",
+        "status",
+        "status_changes",
+        "external_user_id",
+        "created_at",
+        "updated_at",
+    ):
         assert key in data
     assert data["status"] == "connecting"
     assert data["platform_email"] is None
@@ -56,15 +64,17 @@ async def test_auth_is_required(api: httpx.AsyncClient) -> None:
     assert r.status_code == 401
     assert r.json()["code"] == "invalid_api_key"
     r = await api.get(
-        "/api/v2/calendars/", headers={"Authorization": api.headers["authorization"].replace(
-            "Token", "Bearer")}
+        "/api/v2/calendars/",
+        headers={"Authorization": api.headers["authorization"].replace("Token", "Bearer")},
     )
     assert r.status_code == 200
 
 
 async def test_get_and_delete_with_json_content_type_and_no_body(api: httpx.AsyncClient) -> None:
     cid = (await api.post("/api/v2/calendars/", json=body())).json()["id"]
-    r = await api.request("GET", f"/api/v2/calendars/{cid}/", headers={"Content-Type": "application/json"})
+    r = await api.request(
+        "GET", f"/api/v2/calendars/{cid}/", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 200
     r = await api.request("DELETE", f"/api/v2/calendars/{cid}/")
     assert r.status_code == 204
@@ -142,9 +152,7 @@ async def test_other_tenants_calendar_is_404(api: httpx.AsyncClient, runtime: An
     assert (await api.get(f"/api/v2/calendars/{cid}/")).status_code == 200
 
 
-async def test_list_filters_and_cursor_pagination(
-    api: httpx.AsyncClient, clock: Any
-) -> None:
+async def test_list_filters_and_cursor_pagination(api: httpx.AsyncClient, clock: Any) -> None:
     from datetime import timedelta
 
     ids = []

@@ -53,10 +53,19 @@ class PrivateCluster:
     def start(self) -> None:
         subprocess.run(
             self._cmd(
-                str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                "-A", "trust", "-E", "UTF8", "--no-sync",
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
             ),
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         opts = (
             f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 "
@@ -65,10 +74,18 @@ class PrivateCluster:
         )
         subprocess.run(
             self._cmd(
-                str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", opts,
-                "-l", str(self.data_dir / "server.log"), "-w", "start",
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-o",
+                opts,
+                "-l",
+                str(self.data_dir / "server.log"),
+                "-w",
+                "start",
             ),
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
 
     def stop(self) -> None:
@@ -76,7 +93,8 @@ class PrivateCluster:
             self._cmd(
                 str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"
             ),
-            check=False, capture_output=True,
+            check=False,
+            capture_output=True,
         )
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 

@@ -60,8 +60,12 @@ def seed(world: Any) -> dict[str, str]:
             "end": {"dateTime": "2026-12-20T13:00:00Z"},
         },
     )
-    return {"standup": standup["id"], "zoom": zoom["id"], "allday": allday["id"],
-            "nolink": nolink["id"]}
+    return {
+        "standup": standup["id"],
+        "zoom": zoom["id"],
+        "allday": allday["id"],
+        "nolink": nolink["id"],
+    }
 
 
 async def connect_alice(api: httpx.AsyncClient, world: Any) -> tuple[Connector, str]:
@@ -111,8 +115,10 @@ async def test_full_sync_then_incremental_changes(
     clock.advance(timedelta(minutes=1))
     world.update_event(ALICE, ids["zoom"], {"summary": "Zoom call (renamed)"})
     world.move_event(
-        ALICE, f"{ids['standup']}_20261104T090000Z",
-        datetime(2026, 11, 4, 14, 0, tzinfo=UTC), datetime(2026, 11, 4, 14, 30, tzinfo=UTC),
+        ALICE,
+        f"{ids['standup']}_20261104T090000Z",
+        datetime(2026, 11, 4, 14, 0, tzinfo=UTC),
+        datetime(2026, 11, 4, 14, 30, tzinfo=UTC),
     )
     world.cancel_event(ALICE, f"{ids['standup']}_20261105T090000Z")
     world.cancel_event(ALICE, ids["nolink"])
@@ -143,7 +149,10 @@ async def test_full_sync_then_incremental_changes(
     # updated_at moved exactly for what changed.
     recent = await all_events(api, calendar_id=cid, updated_at__gte=changed_since.isoformat())
     assert {e["title"] for e in recent} == {
-        "Zoom call (renamed)", "Daily standup", "Focus", "New 1:1"
+        "Zoom call (renamed)",
+        "Daily standup",
+        "Focus",
+        "New 1:1",
     }
     assert len(recent) == 5
     live = await all_events(api, calendar_id=cid, is_deleted="false")
@@ -222,9 +231,14 @@ async def test_server_errors_back_off_show_the_error_and_converge(
     _, cid = await connect_alice(api, world)
     await worker.drain()
     world.faults.add(status=503, times=3, path_contains="/events")
-    world.create_event(ALICE, {"summary": "Added during outage",
-                               "start": {"dateTime": "2026-11-07T10:00:00Z"},
-                               "end": {"dateTime": "2026-11-07T11:00:00Z"}})
+    world.create_event(
+        ALICE,
+        {
+            "summary": "Added during outage",
+            "start": {"dateTime": "2026-11-07T10:00:00Z"},
+            "end": {"dateTime": "2026-11-07T11:00:00Z"},
+        },
+    )
     clock.advance(timedelta(minutes=5))
     for attempt in (1, 2, 3):
         outcomes = await worker.drain()
@@ -324,7 +338,7 @@ async def test_secrets_are_encrypted_at_rest(
     api: httpx.AsyncClient, world: Any, worker: Any, runtime: Any, settings: Any
 ) -> None:
     seed(world)
-    conn, cid = await connect_alice(api, world)
+    conn, _ = await connect_alice(api, world)
     await worker.drain()
     refresh = conn.refresh_tokens[ALICE]
     if runtime.engine.dialect.name == "sqlite":

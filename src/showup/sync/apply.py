@@ -41,7 +41,7 @@ async def load_stored(
                 Event.calendar_id == calendar_id, Event.platform_id.in_(ids[i : i + _CHUNK])
             )
         )
-        for pid, eid, fp, deleted in rows.tuples():
+        for pid, eid, fp, deleted in rows:
             found[pid] = Stored(eid, fp, deleted)
     return found
 

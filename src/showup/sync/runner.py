@@ -219,7 +219,7 @@ class CalendarSync:
             )
             gone = [
                 eid
-                for eid, pid, start, end in rows.tuples()
+                for eid, pid, start, end in rows
                 if pid not in seen and overlaps(start, end, window)
             ]
             if gone:

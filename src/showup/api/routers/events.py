@@ -91,7 +91,7 @@ async def _platforms(session: SessionDep, tenant_id: str, ids: set[str]) -> dict
             Calendar.tenant_id == tenant_id, Calendar.id.in_(ids)
         )
     )
-    return {cid: platform for cid, platform in rows.tuples()}
+    return {cid: platform for cid, platform in rows}
 
 
 @router.get("/{event_id}/")
