@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -79,7 +80,7 @@ async def alice(world: World, http: httpx.AsyncClient) -> Session:
     return await sign_in(world, http)
 
 
-def timed(start: str, end: str, tz: str = "Europe/Berlin", **extra: object) -> dict[str, object]:
+def timed(start: str, end: str, tz: str = "Europe/Berlin", **extra: Any) -> dict[str, Any]:
     """An event body with local wall times in ``tz``."""
     return {
         "start": {"dateTime": start, "timeZone": tz},
@@ -89,11 +90,11 @@ def timed(start: str, end: str, tz: str = "Europe/Berlin", **extra: object) -> d
 
 
 async def list_all(
-    http: httpx.AsyncClient, calendar: str = "primary", **params: object
-) -> tuple[list[dict[str, object]], str, list[int]]:
+    http: httpx.AsyncClient, calendar: str = "primary", **params: str | int
+) -> tuple[list[dict[str, Any]], str, list[int]]:
     """Page through events.list; returns items, the sync token, and each page's size."""
-    query: dict[str, object] = {k: v for k, v in params.items()}
-    items: list[dict[str, object]] = []
+    query: dict[str, str | int] = dict(params)
+    items: list[dict[str, Any]] = []
     sizes: list[int] = []
     for _ in range(1000):
         r = await http.get(f"/calendar/v3/calendars/{calendar}/events", params=query)

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import httplib2
+import httplib2  # type: ignore[import-untyped]
 import pytest
 import uvicorn
 from google.oauth2.credentials import Credentials
-from google_auth_httplib2 import AuthorizedHttp
+from google_auth_httplib2 import AuthorizedHttp  # type: ignore[import-untyped]
 from googleapiclient.discovery import build
 
 from showup.clock import FakeClock
@@ -63,7 +63,7 @@ def test_google_api_python_client_pages_and_syncs(
         ),
     )
     client_id, secret = world.add_oauth_client()
-    creds = Credentials(
+    creds = Credentials(  # type: ignore[no-untyped-call]
         token=None,
         refresh_token=world.grant(client_id, ALICE),
         token_uri=f"{base_url}/token",
