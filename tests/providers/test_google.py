@@ -554,3 +554,18 @@ async def test_malformed_items_are_skipped_and_logged(caplog: pytest.LogCaptureF
     assert len(caplog.records) == 5
     assert "Secret board meeting" not in caplog.text
     assert "bad-time" in caplog.text
+
+
+def test_odd_attendee_fields_do_not_break_the_event() -> None:
+    item = {
+        **timed("odd", "2026-11-03T10:00:00Z", "2026-11-03T11:00:00Z"),
+        "attendees": [
+            {"email": {"not": "a string"}, "displayName": ["x"], "responseStatus": 3},
+            "not an object",
+        ],
+    }
+    event = normalize_item(item, None)
+    assert isinstance(event, RemoteEvent)
+    (attendee,) = event.attendees
+    assert attendee.email is None and attendee.name is None
+    assert attendee.response_status == "needs_action"

@@ -82,13 +82,39 @@ def parse_time(node: Any, calendar_tz: str | None) -> tuple[datetime, bool]:
 
 
 def _attendee(node: dict[str, Any]) -> Attendee:
+    email = node.get("email")
+    name = node.get("displayName")
+    status = node.get("responseStatus")
+    return _attendee_cached(
+        # The cache key must be hashable: a non-string where a string belongs reads as absent.
+        email if isinstance(email, str) else None,
+        name if isinstance(name, str) else None,
+        _RESPONSE.get(status, "needs_action") if isinstance(status, str) else "needs_action",
+        bool(node.get("organizer", False)),
+        bool(node.get("self", False)),
+        bool(node.get("resource", False)),
+    )
+
+
+# Attendee is frozen, and the same people with the same answers recur on every instance of
+# a series and across a calendar: a lookup is cheaper than building the dataclass again
+# (attendees are most of the normalization cost of a big full sync).
+@lru_cache(maxsize=8192)
+def _attendee_cached(
+    email: str | None,
+    name: str | None,
+    response_status: ResponseStatus,
+    is_organizer: bool,
+    is_self: bool,
+    is_resource: bool,
+) -> Attendee:
     return Attendee(
-        email=node.get("email"),
-        name=node.get("displayName"),
-        response_status=_RESPONSE.get(node.get("responseStatus", ""), "needs_action"),
-        is_organizer=bool(node.get("organizer", False)),
-        is_self=bool(node.get("self", False)),
-        is_resource=bool(node.get("resource", False)),
+        email=email,
+        name=name,
+        response_status=response_status,
+        is_organizer=is_organizer,
+        is_self=is_self,
+        is_resource=is_resource,
     )
 
 
