@@ -23,6 +23,7 @@ Conventions the backend must follow:
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -181,6 +182,27 @@ async def sync(h: Harness, cursor: str | None = None) -> Round:
         assert event.end_time >= event.start_time
         assert isinstance(event.raw, dict) and event.raw
     return Round(pages, upserts, deletions, last.next_cursor)
+
+
+def converge(h: Harness, state: dict[str, Occ], change: Round) -> dict[str, Occ]:
+    """Apply an incremental round to ``{platform_id: occurrence}`` as the sync engine would.
+
+    Incremental rounds ignore the window (PROTOCOLS §1.2, §2.2), so occurrences outside it
+    are dropped here, as the engine does.
+    """
+    out = dict(state)
+    for deletion in change.deletions:
+        out.pop(deletion.platform_id, None)
+    for event in change.upserts:
+        if event.end_time > h.window.start and event.start_time < h.window.end:
+            out[event.platform_id] = occ(event)
+        else:
+            out.pop(event.platform_id, None)
+    return out
+
+
+def snapshot(change: Round) -> dict[str, Occ]:
+    return {e.platform_id: occ(e) for e in change.upserts}
 
 
 Wall = tuple[int, int, int, int, int]  # (year, month, day, hour, minute) in the owner's zone
@@ -421,9 +443,59 @@ class ProviderContract:
             assert second.occurrences() == changed
             assert {d.platform_id for d in second.deletions} == gone
 
+        # Applying the round to the first state gives what a fresh full sync sees.
+        assert converge(h, snapshot(first), second) == snapshot(await sync(h))
+
         third = await sync(h, second.cursor)
         if h.exact_incremental:
             assert third.upserts == [] and third.deletions == []
+
+    async def test_incremental_after_series_wide_changes(self, harness: Harness) -> None:
+        h, b = harness, harness.backend
+        weekly = b.create_event(
+            {
+                **single(h, "Weekly", (2026, 11, 4, 15, 0)),
+                "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3"],
+            }
+        )
+        daily = b.create_event(
+            {**single(h, "Daily", (2026, 11, 9, 8, 0)), "recurrence": ["RRULE:FREQ=DAILY;COUNT=3"]}
+        )
+        first = await sync(h)
+        daily_ids = {e.platform_id for e in first.by_title()["Daily"]}
+        assert len(daily_ids) == 3
+
+        b.update_event(weekly, {"summary": "Weekly (renamed)"})
+        b.cancel_event(daily)
+        second = await sync(h)  # a full sync gives the truth to compare against
+        assert second.occurrences() == {
+            ("Weekly (renamed)", *span(h, (2026, 11, day, 15, 0))) for day in (4, 11, 18)
+        }
+        third = await sync(h, first.cursor)
+        renamed = {e.platform_id for e in third.upserts if e.title == "Weekly (renamed)"}
+        assert renamed == {e.platform_id for e in second.upserts}
+        assert daily_ids <= {d.platform_id for d in third.deletions}
+        assert converge(h, snapshot(first), third) == snapshot(second)
+
+    async def test_moving_a_whole_series(self, harness: Harness) -> None:
+        h, b = harness, harness.backend
+        weekly = b.create_event(
+            {
+                **single(h, "Weekly", (2026, 11, 4, 15, 0)),
+                "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3"],
+            }
+        )
+        first = await sync(h)
+        b.move_event(weekly, at(h, 2026, 11, 5, 10, 0))
+        second = await sync(h, first.cursor)
+        expected = {("Weekly", *span(h, (2026, 11, day, 10, 0))) for day in (5, 12, 19)}
+        assert expected <= second.occurrences()
+        # Occurrences that no longer exist are deleted unless re-sent under the same id.
+        old_ids = {e.platform_id for e in first.upserts}
+        live = {e.platform_id for e in second.upserts if occ(e) in expected}
+        assert old_ids - live <= {d.platform_id for d in second.deletions}
+        assert {occ(e) for e in second.upserts if e.platform_id in live} == expected
+        assert converge(h, snapshot(first), second) == snapshot(await sync(h))
 
     async def test_incremental_without_changes_still_gives_a_cursor(self, harness: Harness) -> None:
         harness.backend.create_event(single(harness, "Standup", (2026, 11, 3, 10, 0)))
@@ -501,3 +573,60 @@ class ProviderContract:
         with pytest.raises(Transient):
             await harness.provider.refresh_access_token(harness.tokens.creds)
         await harness.provider.refresh_access_token(harness.tokens.creds)
+
+    @pytest.mark.parametrize("seed", range(10))
+    async def test_random_edits_converge(self, harness: Harness, seed: int) -> None:
+        """Random edits, then an incremental round: applying it to the previous state must
+        give exactly what a fresh full sync sees (the engine's convergence, in miniature)."""
+        h, b = harness, harness.backend
+        rng = random.Random(seed)
+        singles: list[str] = []
+        series: list[tuple[str, datetime]] = []  # (handle, first start)
+
+        def wall() -> Wall:
+            # Mostly inside the window, sometimes outside it on either side.
+            return (
+                2026,
+                rng.choice([10, 11, 11, 11, 12]),
+                rng.randint(1, 28),
+                rng.randint(7, 18),
+                0,
+            )
+
+        def edit() -> None:
+            kind = rng.choice(["new", "new", "series", "rename", "move", "cancel", "instance"])
+            if kind == "new" or not singles:
+                singles.append(b.create_event(single(h, f"S{rng.randint(0, 99)}", wall())))
+            elif kind == "series":
+                day = rng.randint(3, 10)  # all instances stay well inside the window
+                handle = b.create_event(
+                    {
+                        **single(h, f"R{day}", (2026, 11, day, 9, 0)),
+                        "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=2"],
+                    }
+                )
+                series.append((handle, at(h, 2026, 11, day, 9, 0)))
+            elif kind == "rename":
+                b.update_event(rng.choice(singles), {"summary": f"S{rng.randint(0, 99)}"})
+            elif kind == "move":
+                b.move_event(rng.choice(singles), at(h, *wall()))
+            elif kind == "cancel":
+                b.cancel_event(singles.pop(rng.randrange(len(singles))))
+            elif series:
+                handle, first = rng.choice(series)
+                instance = b.instance(handle, first + timedelta(weeks=rng.randint(0, 1)))
+                if rng.random() < 0.5:
+                    b.cancel_event(instance)
+                else:
+                    b.move_event(instance, first + timedelta(hours=rng.randint(1, 48)))
+
+        for _ in range(5):
+            edit()
+        before = await sync(h)
+        state, cursor = snapshot(before), before.cursor
+        for _ in range(4):
+            for _ in range(rng.randint(1, 6)):
+                edit()
+            change = await sync(h, cursor)
+            state, cursor = converge(h, state, change), change.cursor
+            assert state == snapshot(await sync(h))
