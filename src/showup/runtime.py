@@ -19,6 +19,7 @@ from showup.db.engine import engine_from_settings, make_sessionmaker
 from showup.providers.base import CalendarProvider
 from showup.security.vault import Vault
 from showup.sync.tokens import TokenCache
+from showup.webhooks.outbound import Outbound
 
 
 class Notifier:
@@ -54,6 +55,8 @@ class Runtime:
     webhook_http: httpx.AsyncClient
     notifier: Notifier = field(default_factory=Notifier)
     tokens: TokenCache = field(default_factory=TokenCache)
+    # SSRF policy and DNS resolver for tenant URLs (tests inject a resolver).
+    outbound: Outbound = field(default_factory=Outbound)
 
     def provider(self, platform: str) -> CalendarProvider:
         try:
@@ -67,7 +70,9 @@ class Runtime:
         await self.engine.dispose()
 
 
-def build_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, CalendarProvider]:
+def build_providers(
+    settings: Settings, http: httpx.AsyncClient, clock: Clock
+) -> dict[str, CalendarProvider]:
     from showup.providers.google import GoogleCalendarProvider
 
     return {
@@ -76,6 +81,7 @@ def build_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, Ca
             api_url=settings.google_api_url,
             token_url=settings.google_token_url,
             page_size=settings.sync_page_size,
+            clock=clock,
         ),
     }
 
@@ -98,14 +104,15 @@ def build_runtime(
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
         headers={"User-Agent": "showup/0.1"},
     )
+    clock = clock or SystemClock()
     return Runtime(
         settings=settings,
-        clock=clock or SystemClock(),
+        clock=clock,
         engine=engine,
         sessions=make_sessionmaker(engine),
         vault=Vault(settings.master_key_bytes()),
         http=http,
-        providers=build_providers(settings, http),
+        providers=build_providers(settings, http, clock),
         webhook_http=httpx.AsyncClient(
             transport=webhook_transport,
             timeout=httpx.Timeout(15.0),

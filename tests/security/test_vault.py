@@ -14,7 +14,7 @@ def test_round_trip(plain: str, tenant: object) -> None:
     v = Vault(KEY)
     blob = v.seal(str(tenant), plain)
     assert v.open(str(tenant), blob) == plain
-    if plain:
+    if len(plain.encode()) >= 8:  # shorter strings may occur in random bytes by chance
         assert plain.encode() not in blob
 
 
