@@ -75,6 +75,15 @@ class Retired:
 
 
 @dataclass(slots=True)
+class _Expansion:
+    version: int
+    horizon: datetime
+    items: list[Occurrence]
+    starts: list[datetime]  # original starts (UTC), for bisecting at a horizon
+    by_id: dict[str, Occurrence]
+
+
+@dataclass(slots=True)
 class EventCore:
     id: str
     ical_uid: str
@@ -88,7 +97,7 @@ class EventCore:
     overrides: dict[str, Override] = field(default_factory=dict)
     retired: dict[str, Retired] = field(default_factory=dict)
     calendars: set[str] = field(default_factory=set)
-    _cache: tuple[int, datetime, list[Occurrence]] | None = None
+    _cache: _Expansion | None = None
 
     @property
     def is_series(self) -> bool:
@@ -111,13 +120,23 @@ class EventCore:
         not re-expand on every request; results are cut at ``until`` so they do not
         depend on what happens to be cached.
         """
+        cached = self._expansion(until)
+        return cached.items[: bisect.bisect_left(cached.starts, until)]
+
+    def _expansion(self, until: datetime) -> _Expansion:
         cached = self._cache
-        if cached is None or cached[0] != self.version or cached[1] < until:
+        if cached is None or cached.version != self.version or cached.horizon < until:
             horizon = until + timedelta(days=62)
-            self._cache = cached = (self.version, horizon, self._expand(horizon))
-        items = cached[2]
-        cut = bisect.bisect_left([o.original_start.utc(self.tz) for o in items], until)
-        return items[:cut]
+            items = self._expand(horizon)
+            cached = _Expansion(
+                version=self.version,
+                horizon=horizon,
+                items=items,
+                starts=[o.original_start.utc(self.tz) for o in items],
+                by_id={o.instance_id: o for o in items},
+            )
+            self._cache = cached
+        return cached
 
     def _expand(self, until: datetime) -> list[Occurrence]:
         master = self.fields
@@ -167,10 +186,7 @@ class EventCore:
         else:
             when = datetime.strptime(suffix, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
             when += timedelta(seconds=1)
-        for occ in self.occurrences(when):
-            if occ.instance_id.endswith("_" + suffix):
-                return occ
-        return None
+        return self._expansion(when).by_id.get(f"{self.id}_{suffix}")
 
 
 @dataclass(slots=True)

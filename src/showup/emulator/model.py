@@ -8,7 +8,6 @@ renders the same facts in its own wire shape.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -78,8 +77,7 @@ def parse_rfc3339(value: str) -> datetime:
 
 def format_rfc3339_ms(value: datetime) -> str:
     """``updated``/``created`` style: UTC, milliseconds, ``Z`` (PROTOCOLS §1.3)."""
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +181,36 @@ class EventFields:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def clone(self) -> EventFields:
-        return copy.deepcopy(self)
+        # Hand-rolled instead of deepcopy (10x slower here): EventTime is frozen and
+        # shared; people are copied; JSON blobs are copied as JSON.
+        return replace(
+            self,
+            recurrence=list(self.recurrence),
+            attendees=[replace(a) for a in self.attendees],
+            organizer=replace(self.organizer) if self.organizer else None,
+            creator=replace(self.creator) if self.creator else None,
+            conference_data=copy_json(self.conference_data) if self.conference_data else None,
+            extra=copy_json(self.extra),
+        )
 
     @property
     def duration(self) -> timedelta:
         if self.start.day is not None and self.end.day is not None:
             return timedelta(days=(self.end.day - self.start.day).days)
         return self.end.utc("UTC") - self.start.utc("UTC")
+
+
+def copy_json(value: Any) -> Any:
+    """Deep-copy JSON-shaped data (dicts, lists, scalars) much faster than deepcopy."""
+    kind = type(value)
+    if kind is dict:
+        return {k: copy_json(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if kind is list:
+        return [copy_json(v) if type(v) in _CONTAINERS else v for v in value]
+    return value
+
+
+_CONTAINERS = (dict, list)
 
 
 def _person(raw: Any) -> Person:
@@ -213,13 +234,14 @@ def _attendee(raw: Any) -> Attendee:
     )
 
 
-def apply_patch(fields: EventFields, patch: dict[str, Any]) -> EventFields:
+def apply_patch(fields: EventFields, patch: dict[str, Any], *, fresh: bool = False) -> EventFields:
     """Return ``fields`` with Google patch semantics applied: given keys replace, others stay.
 
     A ``None`` value clears an optional field. Immutable keys (id, iCalUID, eventType
     after creation per PROTOCOLS §1.3) are rejected by the caller, not here.
+    ``fresh=True``: ``fields`` is a new object nobody else holds, so edit it in place.
     """
-    out = fields.clone()
+    out = fields if fresh else fields.clone()
     for key, value in patch.items():
         if key in ("summary", "description", "location", "hangoutLink"):
             if value is not None and not isinstance(value, str):
@@ -249,12 +271,12 @@ def apply_patch(fields: EventFields, patch: dict[str, Any]) -> EventFields:
         elif key == "creator":
             out.creator = _person(value) if value else None
         elif key == "conferenceData":
-            out.conference_data = copy.deepcopy(value) if value else None
+            out.conference_data = copy_json(value) if value else None
         elif key not in _MODELLED:
             if value is None:
                 out.extra.pop(key, None)
             else:
-                out.extra[key] = copy.deepcopy(value)
+                out.extra[key] = copy_json(value)
     return out
 
 
@@ -272,7 +294,8 @@ def parse_new(raw: dict[str, Any]) -> EventFields:
     if start.all_day != end.all_day:
         raise InvalidEvent("start and end must both be dates or both be dateTimes")
     base = EventFields(start=start, end=end)
-    fields = apply_patch(base, {k: v for k, v in raw.items() if k not in ("start", "end")})
+    rest = {k: v for k, v in raw.items() if k not in ("start", "end")}
+    fields = apply_patch(base, rest, fresh=True)
     if fields.end.utc("UTC") <= fields.start.utc("UTC") and not start.all_day:
         raise InvalidEvent("end must be after start")
     if start.all_day and fields.duration <= timedelta(0):

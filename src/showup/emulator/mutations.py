@@ -10,7 +10,6 @@ targets one instance and creates or edits its exception (PROTOCOLS §1.3 "Identi
 
 from __future__ import annotations
 
-import copy
 import re
 import threading
 from datetime import date, datetime, timedelta
@@ -36,6 +35,7 @@ from showup.emulator.model import (
     NotFound,
     Person,
     apply_patch,
+    copy_json,
     parse_new,
     zone,
 )
@@ -78,7 +78,7 @@ class Mutations:
                 render_entry(cal, entry) if occ is None else render_occurrence(cal, entry, occ)
             )
             # Renderings are shared cache entries; callers get their own copy.
-            return copy.deepcopy(rendered)
+            return copy_json(rendered)  # type: ignore[no-any-return]
 
     def _target(self, cal: Calendar, event_id: str) -> tuple[Entry, Occurrence | None]:
         entry = cal.entries.get(event_id)
@@ -100,36 +100,48 @@ class Mutations:
     ) -> dict[str, Any]:
         """Store a new event or series; place it on every invited world user's calendar."""
         with self.lock:
-            cal = self.calendar(email, calendar_id)
-            fields = parse_new(data)
-            event_id = data.get("id") or self.new_id()
-            if not isinstance(event_id, str) or not _ID_RE.match(event_id):
-                raise InvalidEvent(f"invalid event id {event_id!r}")
-            if event_id in self.cores:
-                raise InvalidEvent(f"event id {event_id} exists")
-            owner = self.person(cal.owner)
-            fields.organizer = fields.organizer or owner
-            fields.creator = fields.creator or owner
-            _with_organizer(fields, self.person)
-            tz = fields.start.tz or cal.time_zone
-            if fields.recurrence:
-                _check_recurrence(fields, tz)
-            now = self.clock.now()
-            core = EventCore(
-                id=event_id,
-                ical_uid=str(data.get("iCalUID") or f"{event_id}@google.com"),
-                fields=fields,
-                created=now,
-                updated=now,
-                tz=tz,
-                home=cal.id,
-            )
-            core.calendars.add(cal.id)
-            cal.entries[event_id] = Entry(core)
-            self.cores[event_id] = core
-            self._place(core)
-            self._touch(core, [None])
+            event_id = self._create(email, data, calendar_id)
             return self.get_event(email, event_id, calendar_id)
+
+    def create_events(
+        self, email: str, items: list[dict[str, Any]], calendar_id: str = "primary"
+    ) -> list[str]:
+        """Bulk :meth:`create_event` returning only ids: skips rendering, for seeding
+        benchmarks with hundreds of thousands of events."""
+        with self.lock:
+            return [self._create(email, data, calendar_id) for data in items]
+
+    def _create(self, email: str, data: dict[str, Any], calendar_id: str) -> str:
+        cal = self.calendar(email, calendar_id)
+        fields = parse_new(data)
+        event_id = data.get("id") or self.new_id()
+        if not isinstance(event_id, str) or not _ID_RE.match(event_id):
+            raise InvalidEvent(f"invalid event id {event_id!r}")
+        if event_id in self.cores:
+            raise InvalidEvent(f"event id {event_id} exists")
+        owner = self.person(cal.owner)
+        fields.organizer = fields.organizer or owner
+        fields.creator = fields.creator or owner
+        _with_organizer(fields, self.person)
+        tz = fields.start.tz or cal.time_zone
+        if fields.recurrence:
+            _check_recurrence(fields, tz)
+        now = self.clock.now()
+        core = EventCore(
+            id=event_id,
+            ical_uid=str(data.get("iCalUID") or f"{event_id}@google.com"),
+            fields=fields,
+            created=now,
+            updated=now,
+            tz=tz,
+            home=cal.id,
+        )
+        core.calendars.add(cal.id)
+        cal.entries[event_id] = Entry(core)
+        self.cores[event_id] = core
+        self._place(core)
+        self._touch(core, [None])
+        return event_id
 
     def _place(self, core: EventCore) -> None:
         """Put the meeting on the organizer's and each invited user's primary calendar;

@@ -12,8 +12,6 @@ uvicorn serves it from another thread.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -119,10 +117,13 @@ class World(Mutations):
     # ---- identifiers -------------------------------------------------------------
 
     def new_id(self) -> str:
-        """A deterministic base32hex id ``[a-v0-9]{26}`` (PROTOCOLS §1.3 "Identity")."""
+        """A deterministic id ``[a-v0-9]{26}`` (PROTOCOLS §1.3 "Identity": base32hex).
+
+        Multiplying a counter by an odd constant modulo 2**104 is a bijection, so ids are
+        unique and look scattered without hashing; lowercase hex is a subset of base32hex.
+        """
         self._ids += 1
-        digest = hashlib.sha256(f"showup-emulator-{self._ids}".encode()).digest()
-        return base64.b32hexencode(digest).decode().lower().rstrip("=")[:26]
+        return f"{(self._ids * 0x9E3779B97F4A7C15F39CC0605D) % (1 << 104):026x}"
 
     def next_seq(self) -> int:
         self.seq += 1
