@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     allow_http_loopback_webhooks: bool = False
     allow_private_webhook_targets: bool = False
 
+    # Webhook delivery (Standard Webhooks: 15-30 s timeouts, retries over about 3 days)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1024)
+    webhook_timeout: timedelta = timedelta(seconds=15)
+    webhook_retry_base: timedelta = timedelta(seconds=5)
+    webhook_retry_max: timedelta = timedelta(hours=12)
+    webhook_give_up_after: timedelta = timedelta(days=3)
+    webhook_rotation_grace: timedelta = timedelta(hours=24)
+
     log_level: str = "INFO"
 
     @field_validator(
@@ -77,6 +85,19 @@ class Settings(BaseSettings):
     @field_validator("sync_window_past", "sync_window_future", "poll_interval", "lease_duration")
     @classmethod
     def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return v
+
+    @field_validator(
+        "webhook_timeout",
+        "webhook_retry_base",
+        "webhook_retry_max",
+        "webhook_give_up_after",
+        "webhook_rotation_grace",
+    )
+    @classmethod
+    def _positive_webhook_durations(cls, v: timedelta) -> timedelta:
         if v <= timedelta(0):
             raise ValueError("must be a positive duration")
         return v

@@ -13,6 +13,7 @@ from typing import Any
 from showup.db.models import Calendar
 from showup.jobs.leases import claim_due
 from showup.runtime import Runtime
+from showup.webhooks.delivery import claim_deliveries, deliver
 
 Claim = Callable[[Runtime, str, int], Coroutine[Any, Any, list[str]]]
 Run = Callable[[Runtime, str, str], Coroutine[Any, Any, object]]
@@ -60,4 +61,13 @@ def default_kinds(rt: Runtime) -> list[JobKind]:
             run=_sync_run,
         )
         for platform in rt.providers
-    ]
+    ] + [_webhook_kind(rt)]
+
+
+def _webhook_kind(rt: Runtime) -> JobKind:
+    return JobKind(
+        name="webhooks",
+        concurrency=rt.settings.webhook_concurrency,
+        claim=claim_deliveries,
+        run=deliver,
+    )
