@@ -3,12 +3,17 @@
 Layout (paths relative to the base URL; see docs/emulator.md):
 
 - ``/token``, ``/revoke``: Google OAuth (PROTOCOLS §1.1)
-- ``/calendar/v3/...``: Google Calendar API v3 (PROTOCOLS §1.2 to §1.4)
+- ``/calendar/v3/...``: Google Calendar API v3 (PROTOCOLS §1.2 to §1.5)
 - ``/_emulator/...``: the control API (never faulted)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, Response
@@ -20,6 +25,7 @@ from showup.emulator.faults import Fault
 from showup.emulator.google import oauth
 from showup.emulator.google import routes as google_routes
 from showup.emulator.google.errors import error_body
+from showup.emulator.google.push import hub_for
 from showup.emulator.world import World
 
 CONTROL_PREFIX = "/_emulator"
@@ -71,9 +77,38 @@ class FaultMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(world: World) -> Starlette:
-    """Mount every emulated surface over ``world``; see docs/emulator.md."""
+@contextlib.asynccontextmanager
+async def _pump(world: World) -> AsyncIterator[None]:
+    """Deliver queued push pings about once a second (standalone servers only).
+
+    This polls in wall time on purpose: it is a delivery loop, not a schedule, and a
+    FakeClock's sleep would not wait at all. Tests call ``world.outbox.deliver``.
+    """
+
+    async def loop() -> None:
+        async with httpx.AsyncClient(timeout=15.0) as client:
+            while True:
+                await world.outbox.deliver(client)
+                await asyncio.sleep(1.0)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def create_app(world: World, *, deliver_push: bool = False) -> Starlette:
+    """Mount every emulated surface over ``world``; see docs/emulator.md.
+
+    ``deliver_push=True`` starts a background sender for push pings on app startup
+    (needs the ASGI lifespan, as uvicorn runs it); otherwise pings wait in
+    ``world.outbox`` until the caller delivers them.
+    """
     app = Starlette(
+        lifespan=(lambda _app: _pump(world)) if deliver_push else None,
         routes=[
             *oauth.routes(world),
             Mount("/calendar/v3", routes=google_routes.routes(world)),
@@ -82,6 +117,7 @@ def create_app(world: World) -> Starlette:
         middleware=[Middleware(FaultMiddleware, world=world)],
     )
     app.state.world = world
+    hub_for(world)  # channels listen to the world from the start
     return app
 
 
@@ -91,4 +127,5 @@ def run_standalone(host: str, port: int) -> None:
 
     from showup.clock import SystemClock
 
-    uvicorn.run(create_app(World(SystemClock())), host=host, port=port, log_level="info")
+    app = create_app(World(SystemClock()), deliver_push=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")

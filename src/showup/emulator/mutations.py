@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ class Mutations:
     users: dict[str, User]
     calendars: dict[str, Calendar]
     cores: dict[str, EventCore]
+    listeners: list[Callable[[str], None]]
 
     if TYPE_CHECKING:
 
@@ -173,6 +175,9 @@ class Mutations:
             cal.entries[core.id].cache.clear()
             for item in items:
                 cal.record(seq, core.id, item)
+        for cal_id in core.calendars:
+            for listener in self.listeners:
+                listener(cal_id)
 
     # ---- editing -----------------------------------------------------------------
 

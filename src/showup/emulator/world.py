@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from showup.clock import Clock
 from showup.emulator.events import Calendar, EventCore
 from showup.emulator.faults import Faults
 from showup.emulator.model import InvalidEvent, NotFound, Person, zone
 from showup.emulator.mutations import Mutations
+from showup.emulator.outbox import Outbox
 
 DEFAULT_SCOPES = (
     "https://www.googleapis.com/auth/calendar.readonly",
@@ -95,6 +98,11 @@ class World(Mutations):
         self.clock = clock
         self.settings = settings or Settings()
         self.faults = Faults()
+        self.outbox = Outbox()
+        # Called with a calendar id after each change to it (Google push hooks in here).
+        self.listeners: list[Callable[[str], None]] = []
+        # Provider add-ons keyed by name (e.g. Google's push hub); reset() resets them.
+        self.extensions: dict[str, Any] = {}
         self.lock = threading.RLock()
         self._reset_state()
 
@@ -113,6 +121,11 @@ class World(Mutations):
         with self.lock:
             self._reset_state()
             self.faults.clear()
+            self.outbox.clear()
+            for extension in self.extensions.values():
+                reset = getattr(extension, "reset", None)
+                if callable(reset):
+                    reset()
 
     # ---- identifiers -------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Calendar API v3 routes (PROTOCOLS §1.2 to §1.4), mounted at ``/calendar/v3``.
+"""Calendar API v3 routes (PROTOCOLS §1.2 to §1.5), mounted at ``/calendar/v3``.
 
 Every call needs a live Bearer access token from ``/token``; "me" is the grant's user,
 and only her own calendars exist for her (no sharing ACLs: others' calendars are 404).
@@ -6,6 +6,7 @@ and only her own calendars exist for her (no sharing ACLs: others' calendars are
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from showup.emulator.events import Calendar
 from showup.emulator.google import serialize as ser
 from showup.emulator.google.errors import GoogleError, error_response
 from showup.emulator.google.listing import EventLister, parse_query
+from showup.emulator.google.push import hub_for
 from showup.emulator.model import NotFound
 from showup.emulator.world import AuthError, User, World
 
@@ -57,6 +59,16 @@ def _calendar_resource(cal: Calendar) -> dict[str, Any]:
     }
 
 
+def _json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise GoogleError(400, "Parse Error", "parseError") from None
+    if not isinstance(body, dict):
+        raise GoogleError(400, "Parse Error", "parseError")
+    return body
+
+
 def routes(world: World) -> list[BaseRoute]:
     lister = EventLister(world)
 
@@ -69,6 +81,9 @@ def routes(world: World) -> list[BaseRoute]:
                 if not token:
                     raise AuthError("missing")
                 access = world.authenticate(token)
+                request.state.access = access
+                if request.method == "POST":
+                    request.state.json = _json_body(await request.body())
                 return fn(request, world.user(access.grant.email))
             except AuthError:
                 exc = GoogleError(401, "Invalid Credentials", "authError", location="Authorization")
@@ -152,7 +167,18 @@ def routes(world: World) -> list[BaseRoute]:
         body = {"kind": "calendar#events", "timeZone": cal.time_zone, "items": items}
         return JSONResponse(body)
 
+    def events_watch(request: Request, user: User) -> Response:
+        cal = calendar_of(request, user)
+        hub = hub_for(world)
+        return JSONResponse(hub.watch(cal.id, request.state.access, request.state.json))
+
+    def channels_stop(request: Request, user: User) -> Response:
+        hub_for(world).stop(request.state.access, request.state.json)
+        return Response(status_code=204)
+
     return [
+        Route("/channels/stop", guarded(channels_stop), methods=["POST"]),
+        Route("/calendars/{calendar_id}/events/watch", guarded(events_watch), methods=["POST"]),
         Route("/users/me/calendarList", guarded(calendar_list), methods=["GET"]),
         Route(
             "/users/me/calendarList/{calendar_id}", guarded(calendar_list_entry), methods=["GET"]
