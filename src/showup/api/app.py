@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from showup import __version__
 from showup.api.errors import ApiError, install_error_handlers
 from showup.api.routers import calendars, events
+from showup.api.routers import webhooks as webhook_routes
 from showup.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -80,6 +81,7 @@ def create_app(runtime: Runtime, **kwargs: Any) -> FastAPI:
     install_error_handlers(app)
     app.include_router(calendars.router)
     app.include_router(events.router)
+    app.include_router(webhook_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
