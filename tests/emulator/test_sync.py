@@ -177,3 +177,16 @@ async def test_incremental_results_page_too(world: World, alice: Session) -> Non
         world.create_event(ALICE, timed(f"2026-11-{d:02d}T10:00:00", f"2026-11-{d:02d}T11:00:00"))
     items, _, sizes = await list_all(alice.http, syncToken=token, maxResults=3)
     assert len(items) == 7 and 0 in sizes
+
+
+async def test_tokens_from_before_a_reset_are_gone(world: World, alice: Session) -> None:
+    standup(world)
+    first = (await alice.http.get(EVENTS, params={"maxResults": 1, "singleEvents": "true"})).json()
+    _, token, _ = await list_all(alice.http)
+    world.reset()
+    world.add_user(ALICE, name="Alice", time_zone="Europe/Berlin")
+    await sign_in(world, alice.http)
+    assert (await alice.http.get(EVENTS, params={"syncToken": token})).status_code == 410
+    page = {"maxResults": 1, "singleEvents": "true", "pageToken": first["nextPageToken"]}
+    r = await alice.http.get(EVENTS, params=page)
+    assert r.status_code == 400

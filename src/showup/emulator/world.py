@@ -104,6 +104,9 @@ class World(Mutations):
         # Provider add-ons keyed by name (e.g. Google's push hub); reset() resets them.
         self.extensions: dict[str, Any] = {}
         self.lock = threading.RLock()
+        # Bumped by reset() and folded into calendar epochs, so sync tokens from before
+        # a reset answer 410 even when a calendar of the same id exists again.
+        self.generation = 0
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -119,6 +122,7 @@ class World(Mutations):
     def reset(self) -> None:
         """Forget everything (users, tokens, events, faults); keep the clock and settings."""
         with self.lock:
+            self.generation += 1
             self._reset_state()
             self.faults.clear()
             self.outbox.clear()
@@ -182,7 +186,12 @@ class World(Mutations):
         self, user: User, cal_id: str, *, summary: str, primary: bool, time_zone: str
     ) -> None:
         self.calendars[cal_id] = Calendar(
-            id=cal_id, owner=user.email, summary=summary, time_zone=time_zone, primary=primary
+            id=cal_id,
+            owner=user.email,
+            summary=summary,
+            time_zone=time_zone,
+            primary=primary,
+            epoch=self.generation << 32,
         )
         user.calendars.append(cal_id)
 

@@ -155,7 +155,7 @@ def _unb64(token: str) -> list[str]:
 
 @dataclass(slots=True)
 class _Snapshot:
-    calendar_id: str
+    calendar: Calendar
     items: list[dict[str, Any]]
     sync_token: str
     max_results: int
@@ -218,7 +218,7 @@ class EventLister:
                 else:
                     items = self._full(cal, query)
                 token = self._sync_token(cal)
-            snapshot = _Snapshot(cal.id, items, token, query.max_results)
+            snapshot = _Snapshot(cal, items, token, query.max_results)
             offset, page_no = 0, 1
         size = self._page_size(snapshot.max_results, page_no)
         page = snapshot.items[offset : offset + size]
@@ -259,7 +259,7 @@ class EventLister:
         parts = _unb64(token[1:]) if token.startswith("P") else []
         with self._lock:
             snapshot = self._snapshots.get(parts[0]) if len(parts) == 3 else None
-        if snapshot is None or snapshot.calendar_id != cal.id:
+        if snapshot is None or snapshot.calendar is not cal:
             raise GoogleError(400, "Invalid page token.", "invalid", location="pageToken")
         return snapshot, int(parts[1]), int(parts[2])
 
