@@ -1,0 +1,1 @@
+"""Tests for showup.meetings: corpus cases, provider payloads, unit and property tests."""
