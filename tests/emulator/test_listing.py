@@ -219,3 +219,21 @@ async def test_event_get_and_instances(world: World, alice: Session) -> None:
     assert len(listed["items"]) == 3
     missing = await alice.http.get(f"{EVENTS}/{series['id']}_20261111T080000Z")
     assert missing.status_code == 404
+
+
+async def test_crafted_tokens_are_client_errors(world: World, alice: Session) -> None:
+    import base64
+
+    def token(prefix: str, *parts: str) -> str:
+        return prefix + base64.urlsafe_b64encode("\x1f".join(parts).encode()).decode()
+
+    r = await alice.http.get(EVENTS, params={"syncToken": token("C", ALICE, "0", "x", "y")})
+    assert r.status_code == 410
+    r = await alice.http.get(EVENTS, params={"pageToken": token("P", "1", "a", "b")})
+    assert r.status_code == 400
+
+
+async def test_calendar_id_may_be_the_email_url_encoded(world: World, alice: Session) -> None:
+    seed_singles(world, 1)
+    r = await alice.http.get("/calendar/v3/calendars/alice%40example.com/events")
+    assert r.status_code == 200 and len(r.json()["items"]) == 1

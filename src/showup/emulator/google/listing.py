@@ -197,6 +197,8 @@ class EventLister:
         )
         if len(parts) != 4 or parts[0] != cal.id or parts[1] != str(cal.epoch):
             raise gone
+        if not (parts[2].isdigit() and parts[3].isdigit()):
+            raise gone
         ttl = self.world.settings.sync_token_ttl
         if (
             ttl is not None
@@ -257,8 +259,11 @@ class EventLister:
 
     def _resume(self, cal: Calendar, token: str) -> tuple[_Snapshot, int, int]:
         parts = _unb64(token[1:]) if token.startswith("P") else []
+        valid = len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit()
         with self._lock:
-            snapshot = self._snapshots.get(parts[0]) if len(parts) == 3 else None
+            snapshot = self._snapshots.get(parts[0]) if valid else None
+            if snapshot is not None:
+                self._snapshots.move_to_end(parts[0])  # least recently used goes first
         if snapshot is None or snapshot.calendar is not cal:
             raise GoogleError(400, "Invalid page token.", "invalid", location="pageToken")
         return snapshot, int(parts[1]), int(parts[2])

@@ -92,10 +92,13 @@ class PushHub:
                 expiration = min(expiration, asked)  # the stricter wins (§1.5)
         except (TypeError, ValueError):
             raise GoogleError(400, "Invalid expiration or ttl.", "invalid") from None
+        # Take the world lock first and alone: world mutations call _changed with it
+        # held, and _changed takes the hub lock, so the reverse order could deadlock.
+        with self.world.lock:
+            resource_id = self.world.new_id()
         with self._lock:
             if any(c.id == channel_id and not c.stopped for c in self.channels.values()):
                 raise GoogleError(400, f"Channel id {channel_id} not unique", "channelIdNotUnique")
-            resource_id = self.world.new_id()[:27]
             channel = Channel(
                 id=channel_id,
                 resource_id=resource_id,
