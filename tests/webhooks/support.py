@@ -61,7 +61,7 @@ class Receiver:
         self.requests: list[Received] = []
         self.script: deque[Reply | str] = deque()
         self.scripts: dict[str, deque[Reply | str]] = {}
-        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
+        self.app: Any = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
 
     def answer(self, *replies: Reply | str, path: str | None = None) -> None:
         """Queue replies for requests to ``path`` (or to any path); then 200 "ok"."""
@@ -97,7 +97,6 @@ class ReceiverTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        self.asgi = httpx.ASGITransport(app=receiver.app)
         self.timeouts = httpx.MockTransport(self._time_out)
 
     async def _time_out(self, request: httpx.Request) -> httpx.Response:
@@ -109,7 +108,8 @@ class ReceiverTransport(httpx.AsyncBaseTransport):
             body = await request.aread()
             self.receiver._record(str(request.url), request.headers, body)
             return await self.timeouts.handle_async_request(request)
-        return await self.asgi.handle_async_request(request)
+        # Built per request, so a test may swap ``receiver.app``.
+        return await httpx.ASGITransport(app=self.receiver.app).handle_async_request(request)
 
 
 class FakeResolver:

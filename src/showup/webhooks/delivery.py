@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -54,9 +54,9 @@ class _Target:
     tenant_id: str
     message_id: str
     endpoint_id: str | None
-    url: str
-    body: bytes
-    secrets: list[str]
+    url: str = field(repr=False)  # may carry a token in its query
+    body: bytes = field(repr=False)
+    secrets: list[str] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,24 @@ async def claim_deliveries(rt: Runtime, owner: str, limit: int) -> list[str]:
 
 
 async def deliver(rt: Runtime, delivery_id: str, owner: str) -> DeliveryOutcome:
-    """Attempt one claimed delivery; the worker's job body for kind ``webhooks``."""
+    """Attempt one claimed delivery; the worker's job body for kind ``webhooks``.
+
+    A bug of ours (or an unreadable secret) must neither stop the worker nor leave the
+    row to be re-claimed every lease period forever: it counts as a failed attempt with
+    error ``internal_error`` and follows the retry policy.
+    """
+    try:
+        return await _deliver(rt, delivery_id, owner)
+    except Exception:
+        log.exception("webhook delivery %s failed unexpectedly", delivery_id)
+        failure = AttemptResult(rt.clock.now(), None, "internal_error", None, None, None)
+        async with rt.sessions() as session:
+            outcome = await _record(session, rt, delivery_id, failure, owner)
+            await session.commit()
+        return outcome
+
+
+async def _deliver(rt: Runtime, delivery_id: str, owner: str) -> DeliveryOutcome:
     async with rt.sessions() as session:
         target = await _load(session, rt, delivery_id, owner)
         await session.commit()
@@ -104,7 +121,7 @@ async def deliver(rt: Runtime, delivery_id: str, owner: str) -> DeliveryOutcome:
         return target
     result = await attempt(rt, target)
     async with rt.sessions() as session:
-        outcome = await _record(session, rt, target, result, owner)
+        outcome = await _record(session, rt, target.delivery_id, result, owner)
         await session.commit()
     log.info(
         "webhook delivery %s (message %s): %s, status %s, error %s",
@@ -208,12 +225,12 @@ async def _snippet(response: httpx.Response) -> str | None:
 
 
 async def _record(
-    session: AsyncSession, rt: Runtime, target: _Target, result: AttemptResult, owner: str
+    session: AsyncSession, rt: Runtime, delivery_id: str, result: AttemptResult, owner: str
 ) -> DeliveryOutcome:
     now = rt.clock.now()
-    delivery = await session.get(WebhookDelivery, target.delivery_id)
+    delivery = await session.get(WebhookDelivery, delivery_id)
     if delivery is None:  # the endpoint was deleted meanwhile, taking its deliveries along
-        return DeliveryOutcome(target.delivery_id, "skipped", result.status_code, result.error)
+        return DeliveryOutcome(delivery_id, "skipped", result.status_code, result.error)
     session.add(
         WebhookAttempt(
             delivery_id=delivery.id,

@@ -8,10 +8,17 @@ without touching real DNS.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from showup.config import Settings
-from showup.security.url_guard import IPAddress, Resolver, UrlPolicy, resolve_and_check
+from showup.security.url_guard import (
+    IPAddress,
+    Resolver,
+    UrlPolicy,
+    UrlRejected,
+    resolve_and_check,
+)
 
 
 def webhook_policy(settings: Settings) -> UrlPolicy:
@@ -27,5 +34,15 @@ class Outbound:
     resolver: Resolver | None = None
 
     async def check(self, url: str, settings: Settings) -> list[IPAddress]:
-        """Syntax, resolution and address checks; raises ``UrlRejected`` with a code."""
-        return await resolve_and_check(url, webhook_policy(settings), resolver=self.resolver)
+        """Syntax, resolution and address checks; raises ``UrlRejected`` with a code.
+
+        The lookup is bounded by ``webhook_timeout``: a DNS server that never answers is
+        ``unresolvable``, not a stuck request or worker slot.
+        """
+        try:
+            async with asyncio.timeout(settings.webhook_timeout.total_seconds()):
+                return await resolve_and_check(
+                    url, webhook_policy(settings), resolver=self.resolver
+                )
+        except TimeoutError:
+            raise UrlRejected("unresolvable", "host name lookup timed out") from None
