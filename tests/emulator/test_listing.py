@@ -237,3 +237,25 @@ async def test_calendar_id_may_be_the_email_url_encoded(world: World, alice: Ses
     seed_singles(world, 1)
     r = await alice.http.get("/calendar/v3/calendars/alice%40example.com/events")
     assert r.status_code == 200 and len(r.json()["items"]) == 1
+
+
+async def test_instances_moved_across_the_window_edges(world: World, alice: Session) -> None:
+    from datetime import UTC, datetime
+
+    series = world.create_event(
+        ALICE,
+        timed("2026-11-03T09:00:00", "2026-11-03T09:30:00", recurrence=["RRULE:FREQ=WEEKLY"]),
+    )
+    sid = series["id"]
+    # From after the window into it, and from inside it to after it.
+    world.move_event(ALICE, f"{sid}_20261208T080000Z", datetime(2026, 11, 5, 8, tzinfo=UTC))
+    world.move_event(ALICE, f"{sid}_20261110T080000Z", datetime(2026, 12, 20, 8, tzinfo=UTC))
+    window = {"timeMin": "2026-11-01T00:00:00Z", "timeMax": "2026-11-20T00:00:00Z"}
+    items, _, _ = await list_all(alice.http, singleEvents="true", orderBy="startTime", **window)
+    assert [i["id"].split("_")[1] for i in items] == [
+        "20261103T080000Z",
+        "20261208T080000Z",  # now on 5 Nov
+        "20261117T080000Z",
+    ]
+    masters, _, _ = await list_all(alice.http, **window)
+    assert sorted(i["id"] for i in masters) == sorted([sid, f"{sid}_20261208T080000Z"])

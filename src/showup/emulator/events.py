@@ -180,13 +180,30 @@ class EventCore:
 
     def find_instance(self, suffix: str) -> Occurrence | None:
         """The instance with this id suffix, expanding just far enough to find it."""
+        when = self._suffix_bound(suffix)
+        return self._expansion(when).by_id.get(f"{self.id}_{suffix}")
+
+    def _suffix_bound(self, suffix: str) -> datetime:
+        """An instant just past the original start an id suffix names."""
         if len(suffix) == 8:
             day = date(int(suffix[:4]), int(suffix[4:6]), int(suffix[6:]))
-            when = EventTime(day=day).utc(self.tz) + timedelta(days=2)
-        else:
-            when = datetime.strptime(suffix, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-            when += timedelta(seconds=1)
-        return self._expansion(when).by_id.get(f"{self.id}_{suffix}")
+            return EventTime(day=day).utc(self.tz) + timedelta(days=2)
+        return datetime.strptime(suffix, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) + timedelta(
+            seconds=1
+        )
+
+    def windowed(self, until: datetime) -> list[Occurrence]:
+        """Instances to consider for a listing bounded at ``until``: those whose original
+        start is before it, plus exceptions from later that may have moved before it
+        (their effective times are then filtered by the caller's window)."""
+        bound = max((self._suffix_bound(s) for s in self.overrides), default=until)
+        if bound <= until:
+            return self.occurrences(until)
+        return [
+            o
+            for o in self.occurrences(bound)
+            if o.override is not None or o.original_start.utc(self.tz) < until
+        ]
 
 
 @dataclass(slots=True)

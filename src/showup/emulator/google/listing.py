@@ -320,7 +320,7 @@ class EventLister:
         keep: Callable[[EventFields, datetime, datetime, datetime], bool],
         add: Callable[[datetime, datetime, dict[str, Any]], None],
     ) -> None:
-        for occ in entry.core.occurrences(horizon):
+        for occ in entry.core.windowed(horizon):
             if not keep(occ.fields, occ.start_utc, occ.end_utc, occ.updated):
                 continue
             if entry.cancelled or occ.cancelled:
@@ -344,7 +344,7 @@ class EventLister:
         add: Callable[[datetime, datetime, dict[str, Any]], None],
     ) -> None:
         core = entry.core
-        occs = core.occurrences(horizon)
+        occs = core.windowed(horizon)
         # The master stands for the series: it is in the window if any instance is.
         in_window = any(keep(core.fields, o.start_utc, o.end_utc, core.updated) for o in occs)
         if entry.cancelled:
@@ -376,7 +376,7 @@ class EventLister:
                 out.append(self._one(cal, entry, None))
                 continue
             if query.single_events and None in items:
-                out.extend(self._one(cal, entry, o) for o in core.occurrences(horizon))
+                out.extend(self._one(cal, entry, o) for o in core.windowed(horizon))
             elif None in items:
                 out.append(self._one(cal, entry, None))
             out.extend(self._instances(cal, entry, (i for i in items if i is not None)))

@@ -156,7 +156,7 @@ def routes(world: World) -> list[BaseRoute]:
             query = parse_query(request.query_params.getlist)
             horizon = query.time_max or world.horizon()
             items = []
-            for occ in entry.core.occurrences(horizon):
+            for occ in entry.core.windowed(horizon):
                 if query.time_min is not None and occ.end_utc <= query.time_min:
                     continue
                 if occ.cancelled or entry.cancelled:
