@@ -113,14 +113,6 @@ class TestGoogleContract(ProviderContract):
     async def harness(self, google: Harness) -> AsyncIterator[Harness]:
         yield google
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="emulator: singleEvents listings expand series only up to timeMax by ORIGINAL "
-        "start, so an instance moved into the window from after it is missing",
-    )
-    async def test_instances_moved_across_the_window_edge(self, harness: Harness) -> None:
-        await super().test_instances_moved_across_the_window_edge(harness)
-
 
 # -- Google-only cases (PROTOCOLS §1.6) over the emulator -------------------------------------
 
