@@ -46,23 +46,30 @@ class Worker:
         """Claim due calendars of one provider (exposed for tests of the lease)."""
         return await self.kind(f"sync:{platform}").claim(self.rt, self.owner, limit)
 
-    def _spawn(self, kind: JobKind, row_id: str) -> None:
+    def _spawn(self, kind: JobKind, row_id: str) -> asyncio.Task[object]:
         task: asyncio.Task[object] = asyncio.create_task(
             kind.run(self.rt, row_id, self.owner), name=f"{kind.name}:{row_id}"
         )
         bucket = self._inflight[kind.name]
         bucket.add(task)
         task.add_done_callback(bucket.discard)
+        return task
 
-    async def _fill(self) -> int:
-        """Claim as much due work as the concurrency limits allow; return how many."""
+    async def _fill(self, spawned: list[asyncio.Task[object]] | None = None) -> int:
+        """Claim as much due work as the concurrency limits allow; return how many.
+
+        Started tasks are appended to ``spawned`` when given: one may finish (and leave
+        its bucket) while a later kind's claim is awaited, before the caller looks.
+        """
         started = 0
         for kind in self.kinds:
             free = kind.concurrency - len(self._inflight[kind.name])
             if free <= 0:
                 continue
             for row_id in await kind.claim(self.rt, self.owner, free):
-                self._spawn(kind, row_id)
+                task = self._spawn(kind, row_id)
+                if spawned is not None:
+                    spawned.append(task)
                 started += 1
         return started
 
@@ -72,12 +79,14 @@ class Worker:
     async def drain(self) -> list[object]:
         """Run every job due now, and any that become due meanwhile, to completion."""
         outcomes: list[object] = []
+        running: set[asyncio.Task[object]] = set()
         while True:
-            await self._fill()
-            tasks = self._all_tasks()
-            if not tasks:
+            spawned: list[asyncio.Task[object]] = []
+            await self._fill(spawned)
+            running.update(spawned, self._all_tasks())
+            if not running:
                 break
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             outcomes.extend(t.result() for t in done)
         await self.maintain()
         return outcomes
