@@ -119,7 +119,7 @@ async def _deliver(rt: Runtime, delivery_id: str, owner: str) -> DeliveryOutcome
         await session.commit()
     if isinstance(target, DeliveryOutcome):
         return target
-    result = await attempt(rt, target)
+    result = await _attempt(rt, target)
     async with rt.sessions() as session:
         outcome = await _record(session, rt, target.delivery_id, result, owner)
         await session.commit()
@@ -166,7 +166,7 @@ async def _load(
     )
 
 
-async def attempt(rt: Runtime, target: _Target) -> AttemptResult:
+async def _attempt(rt: Runtime, target: _Target) -> AttemptResult:
     """Check the URL again, then POST once. Never raises for the receiver's faults."""
     at = rt.clock.now()
     try:
