@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     webhook_give_up_after: timedelta = timedelta(days=3)
     webhook_rotation_grace: timedelta = timedelta(hours=24)
 
+    # Bots (bots/, launchers/): when to join and how long launching may take
+    bot_lead_time: timedelta = timedelta(minutes=2)
+    bot_dispatch_deadline: timedelta = timedelta(minutes=5)
+    bot_dispatch_concurrency: int = Field(default=16, ge=1, le=1024)
+    bot_retry_base: timedelta = timedelta(seconds=5)
+    bot_retry_max: timedelta = timedelta(minutes=1)
+    bot_launch_timeout: timedelta = timedelta(seconds=10)
+
     log_level: str = "INFO"
 
     @field_validator(
@@ -100,6 +108,22 @@ class Settings(BaseSettings):
     def _positive_webhook_durations(cls, v: timedelta) -> timedelta:
         if v <= timedelta(0):
             raise ValueError("must be a positive duration")
+        return v
+
+    @field_validator(
+        "bot_dispatch_deadline", "bot_retry_base", "bot_retry_max", "bot_launch_timeout"
+    )
+    @classmethod
+    def _positive_bot_durations(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return v
+
+    @field_validator("bot_lead_time")
+    @classmethod
+    def _lead_time(cls, v: timedelta) -> timedelta:
+        if not timedelta(0) <= v <= timedelta(days=1):
+            raise ValueError("must be between 0 seconds and 1 day")
         return v
 
     @cached_property
