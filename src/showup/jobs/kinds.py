@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from showup.bots.dispatch import claim_bots, dispatch_bot
 from showup.db.models import Calendar
 from showup.jobs.leases import claim_due
 from showup.runtime import Runtime
@@ -61,7 +62,7 @@ def default_kinds(rt: Runtime) -> list[JobKind]:
             run=_sync_run,
         )
         for platform in rt.providers
-    ] + [_webhook_kind(rt)]
+    ] + [_webhook_kind(rt), _bot_kind(rt)]
 
 
 def _webhook_kind(rt: Runtime) -> JobKind:
@@ -70,4 +71,14 @@ def _webhook_kind(rt: Runtime) -> JobKind:
         concurrency=rt.settings.webhook_concurrency,
         claim=claim_deliveries,
         run=deliver,
+    )
+
+
+def _bot_kind(rt: Runtime) -> JobKind:
+    # Launch each bot at its join time (bots/dispatch.py).
+    return JobKind(
+        name="bots",
+        concurrency=rt.settings.bot_dispatch_concurrency,
+        claim=claim_bots,
+        run=dispatch_bot,
     )
