@@ -16,6 +16,7 @@ from showup.api.deps import CallerDep, RuntimeDep, SessionDep, public_base
 from showup.api.errors import not_found
 from showup.api.pagination import page_url, paginate
 from showup.api.serializers import event_json
+from showup.bots.queries import bots_for_events
 from showup.clock import utc
 from showup.db.models import Calendar, Event
 
@@ -74,12 +75,13 @@ async def list_events(
         page_size=page_size,
     )
     platforms = await _platforms(session, caller.tenant_id, {e.calendar_id for e in page.results})
+    bots = await bots_for_events(session, caller.tenant_id, [e.id for e in page.results])
     base = public_base(request, runtime) + request.url.path
     params = dict(request.query_params)
     return {
         "next": page_url(base, params, page.next_cursor),
         "previous": page_url(base, params, page.previous_cursor),
-        "results": [event_json(e, platforms[e.calendar_id]) for e in page.results],
+        "results": [event_json(e, platforms[e.calendar_id], bots.get(e.id)) for e in page.results],
     }
 
 
@@ -106,4 +108,5 @@ async def get_event(event_id: str, caller: CallerDep, session: SessionDep) -> di
     if row is None:
         raise not_found("calendar event")
     ev, platform = row
-    return event_json(ev, platform)
+    bots = await bots_for_events(session, caller.tenant_id, [ev.id])
+    return event_json(ev, platform, bots.get(ev.id))
