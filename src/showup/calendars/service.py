@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from showup.bots import hooks as bot_hooks
 from showup.clock import Clock
+from showup.config import Settings
 from showup.db.models import Calendar, Event
 from showup.providers.base import OAuthCredentials
 from showup.security.vault import Vault
@@ -117,9 +120,16 @@ async def get_calendar(session: AsyncSession, tenant_id: str, calendar_id: str) 
     )
 
 
-async def delete_calendar(session: AsyncSession, calendar: Calendar) -> None:
+async def delete_calendar(
+    session: AsyncSession, calendar: Calendar, *, now: datetime, settings: Settings
+) -> None:
+    """Delete the calendar and its events; their bots are cancelled in the same
+    transaction unless another calendar's event still shares them (Recall: delete
+    "unschedules future bots")."""
+    bot_ids = await bot_hooks.bots_of_calendar(session, calendar.id)
     # Explicit delete of events first: SQLite enforces ON DELETE CASCADE only with the
     # foreign_keys pragma, which we set, but being explicit keeps both databases identical.
     await session.execute(delete(Event).where(Event.calendar_id == calendar.id))
     await session.delete(calendar)
     await session.flush()
+    await bot_hooks.calendar_deleted(session, bot_ids, now=now, settings=settings)

@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from showup.backoff import backoff
+from showup.bots import hooks as bot_hooks
 from showup.calendars.service import credentials, record_status
 from showup.db.models import Calendar, Event
 from showup.providers.base import CalendarProvider, SyncWindow
@@ -198,6 +199,13 @@ class CalendarSync:
                         now=self.rt.clock.now(),
                     )
                     self.outcome.add(applied)
+                    # The bots of changed events move in this same transaction (DESIGN 2).
+                    await bot_hooks.events_changed(
+                        session,
+                        applied.changed_ids,
+                        now=self.rt.clock.now(),
+                        settings=self.rt.settings,
+                    )
                 await session.commit()
             if page.is_last:
                 new_cursor = page.next_cursor
@@ -224,6 +232,9 @@ class CalendarSync:
             ]
             if gone:
                 await mark_deleted(session, gone, self.rt.clock.now())
+                await bot_hooks.events_changed(
+                    session, gone, now=self.rt.clock.now(), settings=self.rt.settings
+                )
                 self.outcome.deleted += len(gone)
                 self.outcome.changed_event_ids.extend(gone)
             await session.commit()
@@ -254,6 +265,10 @@ class CalendarSync:
         async with self.rt.sessions() as session:
             cal = await self._load_owned(session)
             changed = record_status(cal, "connected", self.rt.clock)
+            if changed:  # (re)connected: bots its disconnection cancelled come back
+                await bot_hooks.calendar_changed(
+                    session, cal.id, now=now, settings=self.rt.settings
+                )
             if email and cal.platform_email != email:
                 cal.platform_email = email
                 changed = True
@@ -296,6 +311,10 @@ class CalendarSync:
             now = self.rt.clock.now()
             if record_status(cal, "disconnected", self.rt.clock, reason, {"error": message}):
                 cal.updated_at = now
+                # Its events can have no bot now, unless another calendar's event shares it.
+                await bot_hooks.calendar_changed(
+                    session, cal.id, now=now, settings=self.rt.settings
+                )
             cal.last_error = message
             cal.last_error_at = now
             cal.next_sync_at = None

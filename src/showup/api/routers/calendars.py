@@ -209,8 +209,10 @@ async def update_calendar(
 
 
 @router.delete("/{calendar_id}/", status_code=204)
-async def delete_calendar(calendar_id: str, caller: CallerDep, session: SessionDep) -> Response:
+async def delete_calendar(
+    calendar_id: str, caller: CallerDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
     cal = await _load(session, caller, calendar_id)
-    await service.delete_calendar(session, cal)
+    await service.delete_calendar(session, cal, now=runtime.clock.now(), settings=runtime.settings)
     await session.commit()
     return Response(status_code=204)
