@@ -38,7 +38,18 @@ def _settings(world: World) -> Body:
         "expansion_horizon_days": s.expansion_horizon.total_seconds() / 86400,
         "access_token_ttl_seconds": s.access_token_ttl.total_seconds(),
         "sync_token_ttl_seconds": s.sync_token_ttl.total_seconds() if s.sync_token_ttl else None,
+        **{name: getattr(s, name) for name in _GRAPH_SETTINGS},
     }
+
+
+# Graph switches settable as they are (docs/emulator.md "Microsoft Graph").
+_GRAPH_SETTINGS = (
+    "graph_page_size",
+    "graph_replays",
+    "graph_sparse_occurrences",
+    "graph_attendee_cancellations",
+    "graph_old_refresh_tokens",
+)
 
 
 def routes(world: World) -> list[BaseRoute]:
@@ -76,7 +87,11 @@ def routes(world: World) -> list[BaseRoute]:
         world.reset()
 
     def add_client(request: Request, body: Body) -> Any:
-        cid, secret = world.add_oauth_client(body.get("client_id"), body.get("client_secret"))
+        cid, secret = world.add_oauth_client(
+            body.get("client_id"),
+            body.get("client_secret"),
+            provider=body.get("provider", "google"),
+        )
         return {"client_id": cid, "client_secret": secret}
 
     def add_user(request: Request, body: Body) -> Any:
@@ -155,7 +170,36 @@ def routes(world: World) -> list[BaseRoute]:
             s.access_token_ttl = timedelta(seconds=float(body["access_token_ttl_seconds"]))
         if "sync_token_ttl_seconds" in body:
             s.sync_token_ttl = _seconds(body["sync_token_ttl_seconds"])
+        for name in _GRAPH_SETTINGS:
+            if name in body:
+                kind = type(getattr(s, name))
+                setattr(s, name, kind(body[name]))
         return _settings(world)
+
+    def outbox(request: Request, body: Body) -> Any:
+        if "drop" in body:
+            world.outbox.drop(int(body["drop"]), body.get("label"))
+        if "duplicate" in body:
+            world.outbox.duplicate(int(body["duplicate"]), body.get("label"))
+        if "reorder" in body:
+            world.outbox.reorder(bool(body["reorder"]))
+        return world.outbox.state()
+
+    async def deliver(request: Request) -> Response:
+        sent = await world.outbox.deliver()
+        return JSONResponse({"attempted": len(sent), **world.outbox.state()})
+
+    def graph_subscriptions(request: Request, body: Body) -> Any:
+        from showup.emulator.graph.subscriptions import hub_for
+
+        with world.lock:
+            subs = list(hub_for(world).subscriptions.values())
+        return {"subscriptions": [s.as_json() for s in subs]}
+
+    def graph_lifecycle(request: Request, body: Body) -> Any:
+        from showup.emulator.graph.subscriptions import hub_for
+
+        hub_for(world).lifecycle(str(request.path_params["sub_id"]), str(body["event"]))
 
     def advance_clock(request: Request, body: Body) -> Any:
         """Only for a world on a FakeClock (tests, demos); real clocks answer 409."""
@@ -188,4 +232,12 @@ def routes(world: World) -> list[BaseRoute]:
         Route("/faults/{fault_id:int}", endpoint(remove_fault), methods=["DELETE"]),
         Route("/settings", endpoint(settings), methods=["GET", "PATCH"]),
         Route("/clock/advance", endpoint(advance_clock), methods=["POST"]),
+        Route("/outbox", endpoint(outbox), methods=["GET", "POST"]),
+        Route("/outbox/deliver", deliver, methods=["POST"]),
+        Route("/graph/subscriptions", endpoint(graph_subscriptions), methods=["GET"]),
+        Route(
+            "/graph/subscriptions/{sub_id}/lifecycle",
+            endpoint(graph_lifecycle),
+            methods=["POST"],
+        ),
     ]

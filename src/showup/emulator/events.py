@@ -212,6 +212,8 @@ class Entry:
 
     core: EventCore
     removed: bool = False
+    # Not yet announced to change listeners: the next change is a "created" here (Graph).
+    fresh: bool = True
     # Serializers keep per-copy renderings here, keyed by their own names, tagged with
     # core.version so a change invalidates them (keeps list pages cheap).
     cache: dict[str, Any] = field(default_factory=dict)

@@ -58,6 +58,7 @@ class Mutations:
     calendars: dict[str, Calendar]
     cores: dict[str, EventCore]
     listeners: list[Callable[[str], None]]
+    change_listeners: list[Callable[[str, str, list[str | None], bool], None]]
 
     if TYPE_CHECKING:
 
@@ -86,6 +87,17 @@ class Mutations:
         entry = cal.entries.get(event_id)
         if entry is not None:
             return entry, None
+        if event_id.startswith("AAMk"):
+            # A Microsoft Graph id (PROTOCOLS §2.3): it names a mailbox copy and a world id.
+            from showup.emulator.graph.ids import parse_event_id
+
+            parsed = parse_event_id(event_id)
+            if parsed is None or parsed[0] != cal.id:
+                raise NotFound(f"no event {event_id} on {cal.id}")
+            event_id = parsed[1]
+            entry = cal.entries.get(event_id)
+            if entry is not None:
+                return entry, None
         split = split_instance_id(event_id)
         if split is not None:
             entry = cal.entries.get(split[0])
@@ -170,14 +182,19 @@ class Mutations:
         core.version += 1
         if None in items:
             core.updated = self.clock.now()
+        fresh: dict[str, bool] = {}
         for cal_id in core.calendars:
             cal = self.calendars[cal_id]
-            cal.entries[core.id].cache.clear()
+            entry = cal.entries[core.id]
+            entry.cache.clear()
+            fresh[cal_id], entry.fresh = entry.fresh, False
             for item in items:
                 cal.record(seq, core.id, item)
         for cal_id in core.calendars:
             for listener in self.listeners:
                 listener(cal_id)
+            for change in self.change_listeners:
+                change(cal_id, core.id, items, fresh[cal_id])
 
     # ---- editing -----------------------------------------------------------------
 

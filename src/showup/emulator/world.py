@@ -1,9 +1,10 @@
 """The fake world behind every emulator: users, OAuth clients, tokens, calendars, events.
 
-Provider-neutral: the Google routes (and later Graph's) read this state and render it in
-their own wire shape. Events enter in the world's input format, a subset of the Google
-event resource (see :mod:`showup.emulator.model`); the Python methods return Google
-JSON because that is the only renderer so far.
+Provider-neutral: the Google routes and the Microsoft Graph routes read this state and
+render it in their own wire shape. Events enter in the world's input format, a subset of
+the Google event resource (see :mod:`showup.emulator.model`); the Python methods return
+Google JSON (``showup.emulator.graph.graph_event`` renders Graph JSON). OAuth clients
+belong to one provider (``"google"`` or ``"microsoft"``, PROTOCOLS §1.1 and §2.1).
 
 Time comes only from the injected :class:`~showup.clock.Clock` (DESIGN invariant 6).
 All methods take one re-entrant lock, so a test thread may mutate the world while
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +32,16 @@ DEFAULT_SCOPES = (
     "https://www.googleapis.com/auth/calendar.readonly",
     "https://www.googleapis.com/auth/calendar.events.readonly",
 )
+# PROTOCOLS §2.1 "Scopes": offline_access brings the refresh token; Calendars.Read the data.
+MICROSOFT_SCOPES = (
+    "openid",
+    "profile",
+    "offline_access",
+    "https://graph.microsoft.com/Calendars.Read",
+)
+PROVIDERS = ("google", "microsoft")
+# Called after each change with (calendar id, core id, changed items, new on that calendar).
+ChangeListener = Callable[[str, str, list[str | None], bool], None]
 
 
 class OAuthError(Exception):
@@ -57,13 +69,28 @@ class Settings:
     expansion_horizon: timedelta = timedelta(days=365)
     access_token_ttl: timedelta = timedelta(seconds=3599)
     # None: sync tokens live until expire_sync_tokens(); else they expire by the clock.
+    # Applies to Graph delta and skip tokens too.
     sync_token_ttl: timedelta | None = None
+    # ---- Microsoft Graph (PROTOCOLS §2, §5; docs/emulator.md) ----
+    # Page size without Prefer: odata.maxpagesize (the real default is undocumented, §2.2).
+    graph_page_size: int = 10
+    # §2.2 "Expect replays and duplicates within a round": later delta pages repeat the
+    # previous page's last item.
+    graph_replays: bool = True
+    # Real calendarView/delta returns occurrences with only id, type, seriesMasterId,
+    # start and end; the rest is on the seriesMaster item.
+    graph_sparse_occurrences: bool = True
+    # Outlook keeps a cancelled meeting on attendees' calendars (isCancelled: true).
+    graph_attendee_cancellations: bool = True
+    # §2.1: Microsoft does not revoke the old refresh token when it issues a new one.
+    graph_old_refresh_tokens: bool = True
 
 
 @dataclass
 class OAuthClient:
     client_id: str
     client_secret: str
+    provider: str = "google"
 
 
 @dataclass
@@ -74,6 +101,9 @@ class Grant:
     scopes: tuple[str, ...]
     created: datetime
     revoked: bool = False
+    provider: str = "google"
+    # Microsoft rotates refresh tokens (§2.1): every token of the grant, newest last.
+    tokens: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +111,11 @@ class AccessGrant:
     token: str
     grant: Grant
     expires_at: datetime
+    refresh_token: str | None = None  # the rotated refresh token (Microsoft only)
+
+    @property
+    def provider(self) -> str:
+        return self.grant.provider
 
 
 @dataclass
@@ -101,6 +136,8 @@ class World(Mutations):
         self.outbox = Outbox()
         # Called with a calendar id after each change to it (Google push hooks in here).
         self.listeners: list[Callable[[str], None]] = []
+        # Called with the details of each change (Graph subscriptions hook in here).
+        self.change_listeners: list[ChangeListener] = []
         # Provider add-ons keyed by name (e.g. Google's push hub); reset() resets them.
         self.extensions: dict[str, Any] = {}
         self.lock = threading.RLock()
@@ -149,12 +186,24 @@ class World(Mutations):
     # ---- accounts ----------------------------------------------------------------
 
     def add_oauth_client(
-        self, client_id: str | None = None, client_secret: str | None = None
+        self,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        *,
+        provider: str = "google",
     ) -> tuple[str, str]:
+        """A Google (default) or Microsoft (``provider="microsoft"``) OAuth client."""
+        if provider not in PROVIDERS:
+            raise InvalidEvent(f"unknown provider {provider!r}")
         with self.lock:
-            cid = client_id or f"{self.new_id()[:12]}.apps.googleusercontent.com"
-            secret = client_secret or "GOCSPX-" + secrets.token_urlsafe(21)
-            self.clients[cid] = OAuthClient(cid, secret)
+            if provider == "microsoft":
+                hexid = self.new_id()
+                cid = client_id or str(uuid.UUID(hexid[:32].ljust(32, "0")))
+                secret = client_secret or "Q~" + secrets.token_urlsafe(30)
+            else:
+                cid = client_id or f"{self.new_id()[:12]}.apps.googleusercontent.com"
+                secret = client_secret or "GOCSPX-" + secrets.token_urlsafe(21)
+            self.clients[cid] = OAuthClient(cid, secret, provider)
             return cid, secret
 
     def add_user(self, email: str, name: str | None = None, time_zone: str = "UTC") -> User:
@@ -216,15 +265,31 @@ class World(Mutations):
 
     # ---- OAuth (PROTOCOLS §1.1) ----------------------------------------------------
 
-    def grant(self, client_id: str, email: str, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> str:
-        """An offline grant of ``email`` to the client: returns the refresh token."""
+    def grant(self, client_id: str, email: str, scopes: tuple[str, ...] | None = None) -> str:
+        """An offline grant of ``email`` to the client: returns the refresh token.
+
+        Default scopes follow the client's provider (Google calendar read-only, or
+        Microsoft ``openid profile offline_access Calendars.Read``).
+        """
         with self.lock:
-            if client_id not in self.clients:
+            client = self.clients.get(client_id)
+            if client is None:
                 raise NotFound(f"no client {client_id}")
             user = self.user(email)
-            token = "1//0" + secrets.token_urlsafe(48)
-            self.grants[token] = Grant(token, client_id, user.email, scopes, self.clock.now())
+            if scopes is None:
+                scopes = MICROSOFT_SCOPES if client.provider == "microsoft" else DEFAULT_SCOPES
+            token = self._refresh_token(client.provider)
+            grant = Grant(token, client_id, user.email, tuple(scopes), self.clock.now())
+            grant.provider = client.provider
+            grant.tokens.append(token)
+            self.grants[token] = grant
             return token
+
+    @staticmethod
+    def _refresh_token(provider: str) -> str:
+        if provider == "microsoft":
+            return "0.AXkA" + secrets.token_urlsafe(96)
+        return "1//0" + secrets.token_urlsafe(48)
 
     def revoke(self, token: str) -> None:
         """Revoke a grant by its refresh token or any of its access tokens (Google revokes
@@ -237,17 +302,43 @@ class World(Mutations):
                 raise NotFound("no such token")
             grant.revoked = True
 
-    def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> AccessGrant:
-        """The refresh_token grant; raises :class:`OAuthError` as Google answers."""
+    def refresh(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        *,
+        provider: str | None = None,
+    ) -> AccessGrant:
+        """The refresh_token grant; raises :class:`OAuthError` (RFC 6749 §5.2 codes).
+
+        ``provider`` set: a client of another provider is ``invalid_client``. Microsoft
+        clients get a new refresh token every time (``access.refresh_token``, §2.1); the
+        old ones keep working unless ``settings.graph_old_refresh_tokens`` is off.
+        """
         with self.lock:
             client = self.clients.get(client_id)
-            if client is None or not secrets.compare_digest(client.client_secret, client_secret):
+            if (
+                client is None
+                or (provider is not None and client.provider != provider)
+                or not secrets.compare_digest(client.client_secret, client_secret)
+            ):
                 raise OAuthError(401, "invalid_client", "Unauthorized")
             grant = self.grants.get(refresh_token)
             if grant is None or grant.revoked or grant.client_id != client_id:
                 raise OAuthError(400, "invalid_grant", "Token has been expired or revoked.")
-            token = "ya29." + secrets.token_urlsafe(64)
-            access = AccessGrant(token, grant, self.clock.now() + self.settings.access_token_ttl)
+            rotated = None
+            if client.provider == "microsoft":
+                if not self.settings.graph_old_refresh_tokens and refresh_token != grant.tokens[-1]:
+                    raise OAuthError(400, "invalid_grant", "The refresh token has been replaced.")
+                rotated = self._refresh_token("microsoft")
+                grant.tokens.append(rotated)
+                self.grants[rotated] = grant
+                token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + secrets.token_urlsafe(96)
+            else:
+                token = "ya29." + secrets.token_urlsafe(64)
+            expires = self.clock.now() + self.settings.access_token_ttl
+            access = AccessGrant(token, grant, expires, refresh_token=rotated)
             self.access[token] = access
             return access
 

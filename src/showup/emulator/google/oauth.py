@@ -53,7 +53,9 @@ def routes(world: World) -> list[BaseRoute]:
         if not form.get("refresh_token"):
             return oauth_error(400, "invalid_request", "Missing required parameter: refresh_token")
         try:
-            access = world.refresh(client_id, client_secret, form["refresh_token"])
+            access = world.refresh(
+                client_id, client_secret, form["refresh_token"], provider="google"
+            )
         except OAuthError as exc:
             return oauth_error(exc.status, exc.error, exc.description)
         ttl = int(world.settings.access_token_ttl.total_seconds())

@@ -95,7 +95,10 @@ def _body(
         out["conferenceData"] = fields.conference_data
     out["reminders"] = {"useDefault": True}
     out["eventType"] = fields.event_type
-    out.update(fields.extra)
+    if "graph" in fields.extra:  # Graph-only overrides (docs/emulator.md), not Google's
+        out.update((k, v) for k, v in fields.extra.items() if k != "graph")
+    else:
+        out.update(fields.extra)
     return out
 
 
