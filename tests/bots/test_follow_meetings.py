@@ -126,7 +126,7 @@ async def test_schedule_move_cancel_restore_then_dispatch_at_join_time(
     # The outbox told the tenant each step, in order, each message verified.
     for req in receiver.requests:
         verify(secret, req)
-    assert receiver.types() == [
+    assert [t for t in receiver.types() if t.startswith("bot.")] == [
         "bot.scheduled",
         "bot.updated",
         "bot.cancelled",

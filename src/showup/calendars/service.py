@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from showup.bots import hooks as bot_hooks
@@ -15,6 +15,11 @@ from showup.config import Settings
 from showup.db.models import Calendar, Event
 from showup.providers.base import OAuthCredentials
 from showup.security.vault import Vault
+
+# A new calendar's first sync waits for the create call to answer (``release_first_sync``
+# runs right after the response), so its first webhooks never reach a tenant that does not
+# know the calendar's id yet. Should that step be lost, the sync starts after this anyway.
+FIRST_SYNC_GRACE = timedelta(seconds=2)
 
 SUPPORTED_PLATFORMS = ("google_calendar",)
 KNOWN_PLATFORMS = ("google_calendar", "microsoft_outlook")
@@ -70,7 +75,7 @@ async def create_calendar(
         oauth_client_secret_enc=vault.seal(tenant_id, data.oauth_client_secret),
         oauth_refresh_token_enc=vault.seal(tenant_id, data.oauth_refresh_token),
         sync_failures=0,
-        next_sync_at=now,
+        next_sync_at=now + FIRST_SYNC_GRACE,
         created_at=now,
         updated_at=now,
     )
@@ -112,6 +117,16 @@ def reconnect(calendar: Calendar, clock: Clock) -> None:
     calendar.last_error = None
     calendar.last_error_at = None
     calendar.next_sync_at = now
+
+
+async def release_first_sync(session: AsyncSession, calendar_id: str, now: datetime) -> None:
+    """Make a just-created calendar due now (never later than it already is)."""
+    await session.execute(
+        update(Calendar)
+        .where(Calendar.id == calendar_id, Calendar.next_sync_at > now)
+        .values(next_sync_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def get_calendar(session: AsyncSession, tenant_id: str, calendar_id: str) -> Calendar | None:

@@ -37,6 +37,7 @@ from showup.providers.errors import (
     RateLimited,
 )
 from showup.runtime import Runtime
+from showup.sync import announce
 from showup.sync.apply import Applied, apply_actions, load_stored, mark_deleted
 from showup.sync.plan import overlaps, plan_page
 from showup.sync.tokens import CalendarTokens
@@ -83,6 +84,7 @@ class _Snapshot:
     platform_email: str | None
     cursor: str | None
     window_end: datetime | None
+    webhook_url: str | None
 
 
 class CalendarSync:
@@ -91,6 +93,7 @@ class CalendarSync:
         self.calendar_id = calendar_id
         self.owner = owner
         self.outcome = SyncOutcome(calendar_id, "skipped")
+        self.announced = False  # a calendar.sync_events went out with this sync
 
     async def run(self) -> SyncOutcome:
         async with self.rt.sessions() as session:
@@ -105,6 +108,7 @@ class CalendarSync:
                 cal.platform_email,
                 cal.sync_cursor,
                 cal.window_end,
+                cal.webhook_url,
             )
             creds = credentials(cal, self.rt.vault)
         provider = self.rt.provider(snap.platform)
@@ -191,21 +195,18 @@ class CalendarSync:
                 )
                 actions = plan_page(page, stored, window)
                 if actions:
+                    now = self.rt.clock.now()
                     applied = await apply_actions(
-                        session,
-                        actions,
-                        tenant_id=snap.tenant_id,
-                        calendar_id=snap.id,
-                        now=self.rt.clock.now(),
+                        session, actions, tenant_id=snap.tenant_id, calendar_id=snap.id, now=now
                     )
                     self.outcome.add(applied)
-                    # The bots of changed events move in this same transaction (DESIGN 2).
+                    # The bots of changed events move, and the change is announced, in this
+                    # same transaction (DESIGN 2).
                     await bot_hooks.events_changed(
-                        session,
-                        applied.changed_ids,
-                        now=self.rt.clock.now(),
-                        settings=self.rt.settings,
+                        session, applied.changed_ids, now=now, settings=self.rt.settings
                     )
+                    if len(applied):
+                        await self._announce_events(session, snap, now)
                 await session.commit()
             if page.is_last:
                 new_cursor = page.next_cursor
@@ -231,13 +232,24 @@ class CalendarSync:
                 if pid not in seen and overlaps(start, end, window)
             ]
             if gone:
-                await mark_deleted(session, gone, self.rt.clock.now())
-                await bot_hooks.events_changed(
-                    session, gone, now=self.rt.clock.now(), settings=self.rt.settings
-                )
+                now = self.rt.clock.now()
+                await mark_deleted(session, gone, now)
+                await bot_hooks.events_changed(session, gone, now=now, settings=self.rt.settings)
+                await self._announce_events(session, snap, now)
                 self.outcome.deleted += len(gone)
                 self.outcome.changed_event_ids.extend(gone)
             await session.commit()
+
+    async def _announce_events(self, session: AsyncSession, snap: _Snapshot, at: datetime) -> None:
+        await announce.events_synced(
+            session,
+            tenant_id=snap.tenant_id,
+            calendar_id=snap.id,
+            webhook_url=snap.webhook_url,
+            last_updated_ts=at,
+            now=at,
+        )
+        self.announced = True
 
     async def _heartbeat(self, session: AsyncSession) -> None:
         """Extend our lease, or find out we lost it (fencing for every write)."""
@@ -268,6 +280,23 @@ class CalendarSync:
             if changed:  # (re)connected: bots its disconnection cancelled come back
                 await bot_hooks.calendar_changed(
                     session, cal.id, now=now, settings=self.rt.settings
+                )
+                await announce.calendar_updated(
+                    session,
+                    tenant_id=cal.tenant_id,
+                    calendar_id=cal.id,
+                    webhook_url=cal.webhook_url,
+                    now=now,
+                )
+            if cal.last_synced_at is None and not self.announced:
+                # Recall announces a calendar's first sync even when it found no events.
+                await announce.events_synced(
+                    session,
+                    tenant_id=cal.tenant_id,
+                    calendar_id=cal.id,
+                    webhook_url=cal.webhook_url,
+                    last_updated_ts=now,
+                    now=now,
                 )
             if email and cal.platform_email != email:
                 cal.platform_email = email
@@ -314,6 +343,13 @@ class CalendarSync:
                 # Its events can have no bot now, unless another calendar's event shares it.
                 await bot_hooks.calendar_changed(
                     session, cal.id, now=now, settings=self.rt.settings
+                )
+                await announce.calendar_updated(
+                    session,
+                    tenant_id=cal.tenant_id,
+                    calendar_id=cal.id,
+                    webhook_url=cal.webhook_url,
+                    now=now,
                 )
             cal.last_error = message
             cal.last_error_at = now

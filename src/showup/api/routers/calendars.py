@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
@@ -16,7 +16,9 @@ from showup.api.serializers import calendar_json
 from showup.calendars import service
 from showup.clock import utc
 from showup.db.models import Calendar
+from showup.runtime import Runtime
 from showup.security.url_guard import UrlPolicy, UrlRejected, check_url_syntax
+from showup.sync import announce
 
 router = APIRouter(prefix="/api/v2/calendars", tags=["calendars"])
 
@@ -82,7 +84,11 @@ def _check_platform(platform: str) -> None:
 
 @router.post("/", status_code=201)
 async def create_calendar(
-    body: CalendarCreate, caller: CallerDep, session: SessionDep, runtime: RuntimeDep
+    body: CalendarCreate,
+    caller: CallerDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
 ) -> dict[str, Any]:
     _check_platform(body.platform)
     _check_webhook_url(runtime, body.webhook_url)
@@ -103,8 +109,16 @@ async def create_calendar(
         ),
     )
     await session.commit()
-    runtime.notifier.notify()
+    # Runs after the response is sent: the client has the id before any webhook names it.
+    background.add_task(_release_first_sync, runtime, cal.id)
     return calendar_json(cal)
+
+
+async def _release_first_sync(runtime: Runtime, calendar_id: str) -> None:
+    async with runtime.sessions() as session:
+        await service.release_first_sync(session, calendar_id, runtime.clock.now())
+        await session.commit()
+    runtime.notifier.notify()
 
 
 @router.get("/")
@@ -198,7 +212,16 @@ async def update_calendar(
             refresh_token=body.oauth_refresh_token,
         )
         if cal.status == "disconnected" or cal.last_error:
+            was = cal.status
             service.reconnect(cal, runtime.clock)
+            if cal.status != was:
+                await announce.calendar_updated(
+                    session,
+                    tenant_id=cal.tenant_id,
+                    calendar_id=cal.id,
+                    webhook_url=cal.webhook_url,
+                    now=runtime.clock.now(),
+                )
         else:
             cal.next_sync_at = runtime.clock.now()
     cal.updated_at = runtime.clock.now()
