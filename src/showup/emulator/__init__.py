@@ -3,8 +3,9 @@
 Usage::
 
     world = World(clock)
-    app = create_app(world)  # ASGI: Google OAuth + Calendar v3 + the /_emulator control API
-    client_id, client_secret = world.add_oauth_client()
+    app = create_app(world)  # ASGI: Google OAuth + Calendar v3, Microsoft identity v2.0 +
+                             # Graph v1.0, and the /_emulator control API
+    client_id, client_secret = world.add_oauth_client()  # or provider="microsoft"
     world.add_user("alice@example.com", name="Alice", time_zone="Europe/Berlin")
     refresh_token = world.grant(client_id, "alice@example.com")
 

@@ -18,6 +18,7 @@ Hub state is guarded by the world's lock (world mutations call in with it held).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -303,8 +304,9 @@ class SubscriptionHub:
             )
 
     def _missed(self, message: Outbound) -> None:
+        """The outbox gave a notification up: tell the lifecycle URL (§2.4 ``missed``)."""
         sub_id = (message.batch_key or "").partition(":")[2]
-        if sub_id in self.subscriptions:
+        with contextlib.suppress(NotFound):  # deleted meanwhile: nobody to tell
             self.lifecycle(sub_id, "missed")
 
     # ---- change notifications --------------------------------------------------------------
