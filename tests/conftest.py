@@ -157,6 +157,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "master_key": TEST_MASTER_KEY,
         "google_api_url": "http://emulator.test/calendar/v3",
         "google_token_url": "http://emulator.test/token",
+        "microsoft_graph_url": "http://emulator.test/graph/v1.0",
+        "microsoft_login_url": "http://emulator.test/login",
         "public_url": "http://showup.test",
         **overrides,
     }

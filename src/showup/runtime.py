@@ -74,6 +74,7 @@ def build_providers(
     settings: Settings, http: httpx.AsyncClient, clock: Clock
 ) -> dict[str, CalendarProvider]:
     from showup.providers.google import GoogleCalendarProvider
+    from showup.providers.microsoft import MicrosoftCalendarProvider
 
     return {
         "google_calendar": GoogleCalendarProvider(
@@ -81,6 +82,14 @@ def build_providers(
             api_url=settings.google_api_url,
             token_url=settings.google_token_url,
             page_size=settings.sync_page_size,
+            clock=clock,
+        ),
+        "microsoft_outlook": MicrosoftCalendarProvider(
+            http,
+            graph_url=settings.microsoft_graph_url,
+            login_url=settings.microsoft_login_url,
+            # Graph's page maximum is undocumented (PROTOCOLS §2.2): stay within 1000.
+            page_size=min(settings.sync_page_size, 1000),
             clock=clock,
         ),
     }
