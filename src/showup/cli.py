@@ -53,7 +53,12 @@ def main(argv: list[str] | None = None) -> None:
 
     demo = sub.add_parser("demo", help="run API, worker and emulator with seeded data")
     demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--speed", type=float, default=None, help="clock speed-up factor")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="how much faster than real time the demo's clock runs (default 20)",
+    )
     demo.add_argument("--data-dir", default=None)
 
     serve = sub.add_parser("serve", help="run the HTTP API")

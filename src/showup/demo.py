@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -25,6 +26,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from showup.api.app import create_app
 from showup.clock import Clock, ScaledClock
@@ -35,6 +40,7 @@ from showup.emulator import create_app as create_emulator
 from showup.jobs.worker import Worker
 from showup.runtime import Runtime, build_runtime
 from showup.tenants import create_tenant
+from showup.webhooks.signing import SignatureError, verify
 
 ALICE = "alice@acme.example"
 BOB = "bob@acme.example"
@@ -42,6 +48,8 @@ CAROL = "carol@acme.example"
 USERS = {ALICE: "Europe/Berlin", BOB: "America/New_York", CAROL: "Europe/London"}
 
 _TTY = sys.stdout.isatty()
+# Demo time runs this much faster than real time, so the first bots launch within a minute.
+DEFAULT_SPEED = 20.0
 
 
 def _c(code: str, text: str) -> str:
@@ -64,6 +72,16 @@ def _free_port(preferred: int | None = None) -> int:
 def _at(day: datetime, tz: str, hour: int, minute: int = 0) -> dict[str, str]:
     local = day.astimezone(ZoneInfo(tz)).replace(hour=hour, minute=minute, second=0, microsecond=0)
     return {"dateTime": local.replace(tzinfo=None).isoformat(), "timeZone": tz}
+
+
+def _soon(now: datetime, *, minutes: int, duration: int) -> dict[str, dict[str, str]]:
+    """start/end ``minutes`` from ``now`` (on the minute), so bots launch during the demo."""
+    start = (now + timedelta(minutes=minutes)).replace(second=0, microsecond=0)
+    end = start + timedelta(minutes=duration)
+    return {
+        "start": {"dateTime": start.isoformat().replace("+00:00", "Z")},
+        "end": {"dateTime": end.isoformat().replace("+00:00", "Z")},
+    }
 
 
 def _weekday_starts(day: datetime, tz: str, hour: int, minute: int, n: int) -> list[datetime]:
@@ -123,8 +141,7 @@ def seed_world(world: World, now: datetime) -> Seeded:
         ALICE,
         {
             "summary": "Acme / Globex: intro call",
-            "start": _at(tomorrow, "Europe/Berlin", 15),
-            "end": _at(tomorrow, "Europe/Berlin", 15, 45),
+            **_soon(now, minutes=35, duration=45),
             "location": "https://globex.zoom.us/j/86120934512?pwd=QmV0dGVyTWVldGluZ3M",
             "attendees": [{"email": ALICE}, {"email": "hank@globex.example"}],
         },
@@ -133,8 +150,7 @@ def seed_world(world: World, now: datetime) -> Seeded:
         BOB,
         {
             "summary": "Quarterly review with Initech",
-            "start": _at(tomorrow + timedelta(days=1), "America/New_York", 11),
-            "end": _at(tomorrow + timedelta(days=1), "America/New_York", 12),
+            **_soon(now, minutes=180, duration=60),
             "description": (
                 '<p>Microsoft Teams meeting</p><p><a href="https://teams.microsoft.com/l/'
                 "meetup-join/19%3ameeting_NjQ5ZTg3%40thread.v2/0?context=%7b%22Tid%22%3a%22"
@@ -148,8 +164,7 @@ def seed_world(world: World, now: datetime) -> Seeded:
         CAROL,
         {
             "summary": "1:1 Carol / Alice",
-            "start": _at(tomorrow, "Europe/London", 10),
-            "end": _at(tomorrow, "Europe/London", 10, 30),
+            **_soon(now, minutes=20, duration=30),
             "hangoutLink": "https://meet.google.com/cal-aliz-one",
             "attendees": [{"email": CAROL}, {"email": ALICE}],
         },
@@ -246,6 +261,92 @@ class Narrator:
         say(f"  {owner:<6} {_c('32', 'meeting')}    {start}  {title:<32}  {link}{extra}")
 
 
+class Receiver:
+    """The tenant's side: a webhook endpoint that verifies every message's signature
+    (Standard Webhooks, PROTOCOLS §4) and shows what it was told."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.secret: str | None = None
+        self.titles: dict[str, str] = {}  # event id -> title, for display
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/hooks", self.handle, methods=["POST"])])
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        if self.secret is None:
+            return Response(status_code=503)
+        try:
+            # The service signs with its clock's time; the demo's clock runs fast.
+            verify(self.secret, request.headers, body, now=int(self.clock.now().timestamp()))
+        except SignatureError as exc:
+            say(f"  {_c('31', 'webhook REJECTED')}: {exc}")
+            return Response(status_code=400)
+        try:
+            msg = json.loads(body)
+            self.show(msg["type"], msg["data"])
+        except (ValueError, KeyError, TypeError) as exc:  # a display problem is ours alone
+            say(f"  (could not display a webhook: {exc!r})")
+        return Response(status_code=204)
+
+    def show(self, kind: str, data: dict[str, Any]) -> None:
+        if kind.startswith("calendar."):
+            return  # the narrator already shows what changed
+        if kind == "bot.dispatch":  # the dispatch message carries the events themselves
+            titles = sorted({e["title"] or "?" for e in data["events"]})
+        else:
+            titles = sorted({self.titles.get(e, "?") for e in data.get("events", [])})
+        what = ", ".join(titles)[:40]
+        join = datetime.fromisoformat(data["join_at"]).strftime("%H:%M UTC")
+        signed = _c("90", "signature ok")
+        if kind == "bot.scheduled":
+            n = len(data["events"])
+            shared = f" ({n} calendars, one bot)" if n > 1 else ""
+            say(f"  {_c('34', 'bot scheduled')}   {what:<34} joins {join}{shared}  {signed}")
+        elif kind == "bot.updated":
+            say(f"  {_c('34', 'bot moved')}       {what:<34} now joins {join}  {signed}")
+        elif kind == "bot.cancelled":
+            why = data.get("status_reason") or ""
+            say(f"  {_c('31', 'bot cancelled')}   {what:<34} {why}  {signed}")
+        elif kind == "bot.dispatch":
+            now = self.clock.now().strftime("%H:%M:%S")
+            users = ", ".join(data["calendar_users"])
+            say(
+                f"  {_c('1;32', 'BOT DISPATCHED')}  {what:<34} at {now} for {users}: "
+                f"{data['meeting_platform']} {data['meeting_url']}  {signed}"
+            )
+        elif kind == "bot.failed":
+            say(f"  {_c('31', 'bot failed')}      {what:<34} {data.get('error')}  {signed}")
+
+
+async def schedule_bots(
+    api: httpx.AsyncClient, receiver: Receiver, clock: Clock, horizon: timedelta
+) -> int:
+    """What a tenant's app does after sync: one bot per meeting with a link, keyed on
+    ``{start_time}-{meeting_url}`` (Recall's recommended key), so a meeting on two
+    colleagues' calendars gets one bot."""
+    r = await api.get("/api/v2/calendar-events/", params={"page_size": 500, "is_deleted": "false"})
+    scheduled = 0
+    until = clock.now() + horizon
+    for ev in r.json()["results"]:
+        receiver.titles[ev["id"]] = ev["title"] or "(no title)"
+        start = datetime.fromisoformat(ev["start_time"])
+        declined = any(
+            a.get("is_self") and a["response_status"] == "declined" for a in ev["attendees"]
+        )
+        if not ev["meeting_url"] or declined or not clock.now() < start < until:
+            continue
+        key = f"{ev['start_time']}-{ev['meeting_url']}"
+        res = await api.post(
+            f"/api/v2/calendar-events/{ev['id']}/bot/",
+            json={"deduplication_key": key, "bot_config": {"bot_name": "showup notetaker"}},
+        )
+        if res.status_code == 200:
+            scheduled += 1
+    return scheduled
+
+
 async def storyline(world: World, seeded: Seeded, clock: Clock, pace: float) -> None:
     """Edit the emulator's calendars now and then, as real users would."""
     steps: list[tuple[str, Callable[[], object]]] = [
@@ -319,7 +420,7 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
         public_url=f"http://127.0.0.1:{api_port}",
         google_api_url=f"{emu_url}/calendar/v3",
         google_token_url=f"{emu_url}/token",
-        poll_interval=timedelta(seconds=15),
+        poll_interval=timedelta(seconds=60),
         allow_http_loopback_webhooks=True,
     )
     runtime: Runtime = build_runtime(settings, clock=clock)
@@ -330,6 +431,9 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
     seeded = seed_world(world, clock.now())
     emu_server, emu_task = await _serve(create_emulator(world), emu_port)
     api_server, api_task = await _serve(create_app(runtime), api_port)
+    receiver = Receiver(clock)
+    hook_port = _free_port()
+    hook_server, hook_task = await _serve(receiver.app(), hook_port)
     stop = asyncio.Event()
     worker_task = asyncio.create_task(Worker(runtime).run_forever(stop))
     base = f"http://127.0.0.1:{api_port}"
@@ -341,13 +445,23 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
     say(f"  try          curl -H '{auth}' {base}/api/v2/calendar-events/")
     say(f"  emulator     {emu_url}  (Google Calendar API + OAuth, control API at /_emulator/)")
     poll = settings.poll_interval.total_seconds()
-    say(f"  clock speed  {speed}x; fallback polling every {poll:.0f}s")
+    say(
+        f"  webhooks     http://127.0.0.1:{hook_port}/hooks (a local receiver verifying signatures)"
+    )
+    say(f"  clock speed  {speed}x (demo time); fallback polling every {poll:.0f}s of demo time")
     say("  stop with Ctrl-C")
     say()
     client_id, client_secret = world.add_oauth_client()
     async with httpx.AsyncClient(
         base_url=base, headers={"Authorization": f"Token {tenant.api_key}"}, timeout=30
     ) as api:
+        r = await api.post(
+            "/api/v2/webhook-endpoints/",
+            json={"url": f"http://127.0.0.1:{hook_port}/hooks", "description": "demo receiver"},
+        )
+        r.raise_for_status()
+        receiver.secret = r.json()["secret"]
+        say("registered the receiver through POST /api/v2/webhook-endpoints/")
         for email in USERS:
             r = await api.post(
                 "/api/v2/calendars/",
@@ -362,7 +476,19 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
             r.raise_for_status()
             say(f"connected {email}'s Google Calendar through POST /api/v2/calendars/")
         narrator = Narrator(api, clock)
-        story = asyncio.create_task(storyline(world, seeded, clock, pace=20.0))
+        while (
+            not stop.is_set()
+            and any(state[0] != "connected" for state in narrator.calendars.values())
+        ) or len(narrator.calendars) < len(USERS):
+            await narrator.tick()
+            await asyncio.sleep(0.2)
+        await narrator.tick()
+        n = await schedule_bots(api, receiver, clock, horizon=timedelta(hours=36))
+        say(
+            f"\nscheduled bots for {n} meetings with links in the next 36 h "
+            "(POST /api/v2/calendar-events/{id}/bot/)"
+        )
+        story = asyncio.create_task(storyline(world, seeded, clock, pace=15.0))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
@@ -376,9 +502,9 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
             story.cancel()
             stop.set()
             await worker_task
-            api_server.should_exit = True
-            emu_server.should_exit = True
-            await asyncio.gather(api_task, emu_task, return_exceptions=True)
+            for server in (api_server, emu_server, hook_server):
+                server.should_exit = True
+            await asyncio.gather(api_task, emu_task, hook_task, return_exceptions=True)
             await runtime.aclose()
             say("\nstopped.")
 
@@ -386,4 +512,4 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
 def run_demo(port: int = 8080, speed: float | None = None, data_dir: str | None = None) -> None:
     logging.basicConfig(level=os.environ.get("SHOWUP_LOG_LEVEL", "WARNING"))
     path = Path(data_dir or os.environ.get("SHOWUP_DATA_DIR", "showup-data")) / "demo"
-    asyncio.run(_demo(port, speed or 1.0, path))
+    asyncio.run(_demo(port, speed or DEFAULT_SPEED, path))
