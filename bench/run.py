@@ -1,0 +1,60 @@
+"""One command for the benchmarks: ``scripts/bench [NAME [OPTIONS]]``.
+
+Without a name every registered benchmark runs with its defaults; with a name, that one
+runs with the given options (``scripts/bench ingest --help``). Results go to
+``bench/results/`` (JSON, not committed) and the figures worth keeping to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    module: str  # has ``main(argv: list[str]) -> int``
+    summary: str
+
+    def main(self) -> Callable[[list[str]], int]:
+        fn: Callable[[list[str]], int] = importlib.import_module(self.module).main
+        return fn
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "ingest": Benchmark(
+        "bench.ingest",
+        "1,000 calendars x 200 events from the emulator through the full sync into SQLite, "
+        "against google-api-python-client merely paging the same data",
+    ),
+}
+
+
+def usage() -> str:
+    lines = ["usage: scripts/bench [NAME [OPTIONS]]   (no NAME: run all)", "", "benchmarks:"]
+    lines += [f"  {name:<10} {b.summary}" for name, b in BENCHMARKS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help", "--list"):
+        print(usage())
+        return 0
+    if not argv:
+        status = 0
+        for name, bench in BENCHMARKS.items():
+            print(f"== {name}", flush=True)
+            status = max(status, bench.main()([]))
+        return status
+    name, rest = argv[0], argv[1:]
+    bench = BENCHMARKS.get(name)
+    if bench is None:
+        print(f"unknown benchmark {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    return bench.main()(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
