@@ -130,10 +130,27 @@ async def test_oversized_body_is_413(api: httpx.AsyncClient) -> None:
     assert r.json()["code"] == "payload_too_large"
 
 
-async def test_microsoft_is_refused_until_supported(api: httpx.AsyncClient) -> None:
+async def test_microsoft_tenant_defaults_to_common(api: httpx.AsyncClient) -> None:
     r = await api.post("/api/v2/calendars/", json=body(platform="microsoft_outlook"))
-    assert r.status_code == 400
-    assert r.json()["code"] == "platform_not_supported"
+    assert r.status_code == 201, r.text
+    assert r.json()["platform"] == "microsoft_outlook"
+    assert r.json()["oauth_tenant_id"] == "common"
+    r = await api.post(
+        "/api/v2/calendars/",
+        json=body(platform="microsoft_outlook", oauth_tenant_id="contoso.onmicrosoft.com"),
+    )
+    assert r.status_code == 201 and r.json()["oauth_tenant_id"] == "contoso.onmicrosoft.com"
+    assert (await api.post("/api/v2/calendars/", json=body())).json()["oauth_tenant_id"] is None
+
+
+@pytest.mark.parametrize("tenant_id", ["../evil", "a/b", "x?y=1", "-x", ""])
+async def test_microsoft_tenant_must_be_a_path_segment(
+    api: httpx.AsyncClient, tenant_id: str
+) -> None:
+    r = await api.post(
+        "/api/v2/calendars/", json=body(platform="microsoft_outlook", oauth_tenant_id=tenant_id)
+    )
+    assert r.status_code == 400, r.text
 
 
 async def test_other_tenants_calendar_is_404(api: httpx.AsyncClient, runtime: Any) -> None:

@@ -1,4 +1,5 @@
-"""End to end through the HTTP API against the Google emulator, on SQLite and PostgreSQL.
+"""End to end through the HTTP API against the Google and Microsoft Graph emulators (the
+``platform`` fixture), on SQLite and PostgreSQL.
 
 The clock is a FakeClock shared by the service and the emulator; the worker is driven
 with ``drain()`` (run what is due now) after moving the clock. Nothing sleeps.
@@ -68,17 +69,19 @@ def seed(world: Any) -> dict[str, str]:
     }
 
 
-async def connect_alice(api: httpx.AsyncClient, world: Any) -> tuple[Connector, str]:
-    conn = Connector(api, world)
+async def connect_alice(
+    api: httpx.AsyncClient, world: Any, platform: str = "google_calendar"
+) -> tuple[Connector, str]:
+    conn = Connector(api, world, platform)
     cid = await conn.connect(ALICE)
     return conn, cid
 
 
 async def test_full_sync_then_incremental_changes(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, platform: str
 ) -> None:
     ids = seed(world)
-    _, cid = await connect_alice(api, world)
+    conn, cid = await connect_alice(api, world, platform)
     outcomes = await worker.drain()
     assert [o.result for o in outcomes] == ["synced"]
     assert outcomes[0].full
@@ -94,15 +97,15 @@ async def test_full_sync_then_incremental_changes(
     standups = sorted(titles["Daily standup"], key=lambda e: e["start_time"])
     assert len(standups) == 10
     assert standups[0]["start_time"] == "2026-11-02T09:00:00Z"
-    assert standups[0]["platform_id"] == f"{ids['standup']}_20261102T090000Z"
-    assert all(e["recurring_event_id"] == ids["standup"] for e in standups)
+    assert standups[0]["platform_id"] == conn.pid(ALICE, f"{ids['standup']}_20261102T090000Z")
+    assert all(e["recurring_event_id"] == conn.pid(ALICE, ids["standup"]) for e in standups)
     assert standups[0]["meeting_url"] == "https://meet.google.com/abc-defg-hij"
     assert standups[0]["meeting_platform"] == "google_meet"
     zoom = titles["Zoom call"][0]
     assert zoom["meeting_platform"] == "zoom"
     assert zoom["meeting_url"].startswith("https://acme.zoom.us/j/123456789")
-    assert zoom["platform"] == "google_calendar"
-    assert zoom["raw"]["id"] == ids["zoom"]
+    assert zoom["platform"] == platform
+    assert zoom["raw"]["id"] == conn.pid(ALICE, ids["zoom"])
     offsite = titles["Offsite"][0]
     assert offsite["is_all_day"] is True
     assert offsite["start_time"] == "2026-11-04T23:00:00Z"  # midnight in Berlin
@@ -138,12 +141,12 @@ async def test_full_sync_then_incremental_changes(
 
     after = await all_events(api, calendar_id=cid)
     by_id = {e["platform_id"]: e for e in after}
-    assert by_id[ids["zoom"]]["title"] == "Zoom call (renamed)"
-    moved = by_id[f"{ids['standup']}_20261104T090000Z"]
+    assert by_id[conn.pid(ALICE, ids["zoom"])]["title"] == "Zoom call (renamed)"
+    moved = by_id[conn.pid(ALICE, f"{ids['standup']}_20261104T090000Z")]
     assert moved["start_time"] == "2026-11-04T14:00:00Z"
     assert moved["is_deleted"] is False
-    assert by_id[f"{ids['standup']}_20261105T090000Z"]["is_deleted"] is True
-    assert by_id[ids["nolink"]]["is_deleted"] is True
+    assert by_id[conn.pid(ALICE, f"{ids['standup']}_20261105T090000Z")]["is_deleted"] is True
+    assert by_id[conn.pid(ALICE, ids["nolink"])]["is_deleted"] is True
     assert "New 1:1" in by_title(after)
 
     # updated_at moved exactly for what changed.
@@ -160,10 +163,10 @@ async def test_full_sync_then_incremental_changes(
 
 
 async def test_series_edit_and_cancel(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, platform: str
 ) -> None:
     ids = seed(world)
-    _, cid = await connect_alice(api, world)
+    _, cid = await connect_alice(api, world, platform)
     await worker.drain()
     world.update_event(ALICE, ids["standup"], {"summary": "Team sync"})
     clock.advance(timedelta(minutes=5))
@@ -181,10 +184,10 @@ async def test_series_edit_and_cancel(
 
 
 async def test_revoked_token_disconnects_and_patch_reconnects(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, platform: str
 ) -> None:
     seed(world)
-    conn, cid = await connect_alice(api, world)
+    conn, cid = await connect_alice(api, world, platform)
     await worker.drain()
     world.revoke(conn.refresh_tokens[ALICE])
     # Outstanding access tokens die with the grant; the next sync must find out.
@@ -207,11 +210,11 @@ async def test_revoked_token_disconnects_and_patch_reconnects(
 
 
 async def test_rate_limit_waits_retry_after_without_counting_a_failure(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, platform: str
 ) -> None:
     seed(world)
-    _, cid = await connect_alice(api, world)
-    world.faults.add(status=429, times=1, path_contains="/events", retry_after=30)
+    conn, cid = await connect_alice(api, world, platform)
+    world.faults.add(status=429, times=1, path_contains=conn.list_path, retry_after=30)
     outcomes = await worker.drain()
     assert [o.result for o in outcomes] == ["rate_limited"]
     assert outcomes[0].next_sync_at == clock.now() + timedelta(seconds=30)
@@ -225,12 +228,17 @@ async def test_rate_limit_waits_retry_after_without_counting_a_failure(
 
 
 async def test_server_errors_back_off_show_the_error_and_converge(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any
+    api: httpx.AsyncClient,
+    world: Any,
+    worker: Any,
+    clock: Any,
+    runtime: Any,
+    platform: str,
 ) -> None:
     seed(world)
-    _, cid = await connect_alice(api, world)
+    conn, cid = await connect_alice(api, world, platform)
     await worker.drain()
-    world.faults.add(status=503, times=3, path_contains="/events")
+    world.faults.add(status=503, times=3, path_contains=conn.list_path)
     world.create_event(
         ALICE,
         {
@@ -256,10 +264,10 @@ async def test_server_errors_back_off_show_the_error_and_converge(
 
 
 async def test_expired_cursor_full_resync_keeps_ids_and_deletes_vanished(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, platform: str
 ) -> None:
     ids = seed(world)
-    _, cid = await connect_alice(api, world)
+    conn, cid = await connect_alice(api, world, platform)
     await worker.drain()
     before = {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)}
     world.cancel_event(ALICE, ids["zoom"])
@@ -271,16 +279,16 @@ async def test_expired_cursor_full_resync_keeps_ids_and_deletes_vanished(
     assert set(after) == set(before)  # nothing duplicated
     for pid, ev in before.items():
         assert after[pid]["id"] == ev["id"]  # same showup ids: bots stay attached
-    assert after[ids["zoom"]]["is_deleted"] is True
-    unchanged = after[ids["allday"]]
-    assert unchanged["updated_at"] == before[ids["allday"]]["updated_at"]
+    assert after[conn.pid(ALICE, ids["zoom"])]["is_deleted"] is True
+    allday = conn.pid(ALICE, ids["allday"])
+    assert after[allday]["updated_at"] == before[allday]["updated_at"]
 
 
 async def test_events_entering_the_window_are_picked_up(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, platform: str
 ) -> None:
     seed(world)
-    _, cid = await connect_alice(api, world)
+    _, cid = await connect_alice(api, world, platform)
     await worker.drain()
     assert "Far future" not in by_title(await all_events(api, calendar_id=cid))
     clock.advance(timedelta(days=21))
@@ -289,11 +297,17 @@ async def test_events_entering_the_window_are_picked_up(
 
 
 async def test_deleted_events_are_purged_after_retention(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any
+    api: httpx.AsyncClient,
+    world: Any,
+    worker: Any,
+    clock: Any,
+    runtime: Any,
+    platform: str,
 ) -> None:
     ids = seed(world)
-    _, cid = await connect_alice(api, world)
+    conn, cid = await connect_alice(api, world, platform)
     await worker.drain()
+    nolink = conn.pid(ALICE, ids["nolink"])
     world.cancel_event(ALICE, ids["nolink"])
     clock.advance(timedelta(minutes=5))
     await worker.drain()
@@ -301,29 +315,29 @@ async def test_deleted_events_are_purged_after_retention(
     clock.advance(timedelta(days=59))
     await worker.maintain(force=True)
     async with runtime.sessions() as s:
-        row = await s.scalar(select(Event).where(Event.platform_id == ids["nolink"]))
+        row = await s.scalar(select(Event).where(Event.platform_id == nolink))
         assert row is not None
     clock.advance(timedelta(days=2))
     await worker.maintain(force=True)
     async with runtime.sessions() as s:
-        assert await s.scalar(select(Event).where(Event.platform_id == ids["nolink"])) is None
+        assert await s.scalar(select(Event).where(Event.platform_id == nolink)) is None
 
 
 async def test_lease_blocks_second_worker_until_it_expires(
-    api: httpx.AsyncClient, world: Any, runtime: Any, clock: Any
+    api: httpx.AsyncClient, world: Any, runtime: Any, clock: Any, platform: str
 ) -> None:
     from showup.jobs.worker import Worker
     from showup.sync.runner import sync_calendar
 
     seed(world)
-    _, cid = await connect_alice(api, world)
+    _, cid = await connect_alice(api, world, platform)
     crashed = Worker(runtime, owner="crashed")
     other = Worker(runtime, owner="other")
-    assert await crashed.claim_calendars("google_calendar", 10) == [cid]
+    assert await crashed.claim_calendars(platform, 10) == [cid]
     # The first worker dies here, holding the lease.
-    assert await other.claim_calendars("google_calendar", 10) == []
+    assert await other.claim_calendars(platform, 10) == []
     clock.advance(runtime.settings.lease_duration + timedelta(seconds=1))
-    assert await other.claim_calendars("google_calendar", 10) == [cid]
+    assert await other.claim_calendars(platform, 10) == [cid]
     # The crashed worker wakes up: its writes are fenced off by the lease.
     late = await sync_calendar(runtime, cid, "crashed")
     assert late.result == "skipped"
@@ -335,12 +349,18 @@ async def test_lease_blocks_second_worker_until_it_expires(
 
 
 async def test_secrets_are_encrypted_at_rest(
-    api: httpx.AsyncClient, world: Any, worker: Any, runtime: Any, settings: Any
+    api: httpx.AsyncClient,
+    world: Any,
+    worker: Any,
+    runtime: Any,
+    settings: Any,
+    platform: str,
 ) -> None:
     seed(world)
-    conn, _ = await connect_alice(api, world)
+    conn, _ = await connect_alice(api, world, platform)
     await worker.drain()
-    refresh = conn.refresh_tokens[ALICE]
+    refresh_tokens = conn.all_refresh_tokens(ALICE)
+    assert len(refresh_tokens) == (2 if conn.is_microsoft else 1)  # Graph rotated one
     if runtime.engine.dialect.name == "sqlite":
         await runtime.engine.dispose()  # checkpoint the WAL into the main file
         raw = b"".join(p.read_bytes() for p in settings.data_dir.glob("showup.db*"))
@@ -349,5 +369,6 @@ async def test_secrets_are_encrypted_at_rest(
         async with runtime.engine.connect() as c:
             rows = (await c.exec_driver_sql("SELECT * FROM calendars")).all()
         raw = repr(rows).encode()
-    assert refresh.encode() not in raw
+    for refresh in refresh_tokens:
+        assert refresh.encode() not in raw
     assert conn.client_secret.encode() not in raw

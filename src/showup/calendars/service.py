@@ -21,7 +21,7 @@ from showup.security.vault import Vault
 # know the calendar's id yet. Should that step be lost, the sync starts after this anyway.
 FIRST_SYNC_GRACE = timedelta(seconds=2)
 
-SUPPORTED_PLATFORMS = ("google_calendar",)
+SUPPORTED_PLATFORMS = ("google_calendar", "microsoft_outlook")
 KNOWN_PLATFORMS = ("google_calendar", "microsoft_outlook")
 
 

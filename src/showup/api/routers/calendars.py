@@ -24,6 +24,12 @@ router = APIRouter(prefix="/api/v2/calendars", tags=["calendars"])
 
 Secret = Annotated[str, Field(min_length=1, max_length=4096)]
 Ident = Annotated[str, Field(min_length=1, max_length=512)]
+# Microsoft identity platform tenant (PROTOCOLS §2.1): common, organizations, consumers, a
+# tenant GUID or a verified domain. It becomes a URL path segment, so nothing else is let in.
+TenantId = Annotated[
+    str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
+]
+DEFAULT_MICROSOFT_TENANT = "common"
 
 
 class CalendarCreate(BaseModel):
@@ -34,7 +40,7 @@ class CalendarCreate(BaseModel):
     oauth_client_secret: Secret
     oauth_refresh_token: Secret
     oauth_email: str | None = Field(default=None, max_length=320)
-    oauth_tenant_id: str | None = Field(default=None, min_length=1, max_length=255)
+    oauth_tenant_id: TenantId | None = None
     external_user_id: str | None = Field(default=None, min_length=1, max_length=255)
     platform_calendar_id: str = Field(default="primary", min_length=1, max_length=1024)
     webhook_url: str | None = Field(default=None, max_length=2048)
@@ -48,7 +54,7 @@ class CalendarUpdate(BaseModel):
     oauth_client_secret: Secret | None = None
     oauth_refresh_token: Secret | None = None
     oauth_email: str | None = Field(default=None, max_length=320)
-    oauth_tenant_id: str | None = Field(default=None, min_length=1, max_length=255)
+    oauth_tenant_id: TenantId | None = None
     external_user_id: str | None = Field(default=None, min_length=1, max_length=255)
     webhook_url: str | None = Field(default=None, max_length=2048)
 
@@ -104,7 +110,8 @@ async def create_calendar(
             oauth_refresh_token=body.oauth_refresh_token,
             external_user_id=body.external_user_id,
             platform_calendar_id=body.platform_calendar_id,
-            oauth_tenant_id=body.oauth_tenant_id,
+            oauth_tenant_id=body.oauth_tenant_id
+            or (DEFAULT_MICROSOFT_TENANT if body.platform == "microsoft_outlook" else None),
             webhook_url=body.webhook_url,
         ),
     )
