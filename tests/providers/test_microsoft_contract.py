@@ -3,7 +3,7 @@
 The adapter talks to the emulator's ASGI app in-process through ``httpx.ASGITransport``
 (DESIGN invariant 10); the world and the test share one FakeClock. The suite runs twice:
 with the emulator's realistic quirks (replays within a round, sparse occurrences, old
-refresh tokens refused so rotation must be honoured) and with them off (exact rounds).
+refresh tokens refused so rotation must be honoured) and with them off.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ async def _harness(world: World, clock: FakeClock, *, quirks: bool) -> AsyncIter
             time_zone=TIME_ZONE,
             missing_calendar_id="AAMkAGNvbnRyYWN0LW1pc3Npbmc=",
             has_empty_pages=quirks,
-            exact_incremental=False,
+            # The adapter drops in-round replays (§2.2), so even the quirky rounds are exact.
+            exact_incremental=True,
             # Graph has the zone only in mailboxSettings (another scope); None is fine.
             time_zone_known=False,
         )
