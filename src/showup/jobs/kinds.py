@@ -8,16 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement
+
 from showup.bots.dispatch import claim_bots, dispatch_bot
+from showup.db.bot_models import LIVE_STATUSES, Bot
 from showup.db.models import Calendar
-from showup.jobs.leases import claim_due
+from showup.db.webhook_models import WebhookDelivery
+from showup.jobs.leases import claim_due, next_due
+from showup.push.job import claim_channels, run_channel
+from showup.push.schedule import reset_requests
 from showup.runtime import Runtime
 from showup.webhooks.delivery import claim_deliveries, deliver
 
 Claim = Callable[[Runtime, str, int], Coroutine[Any, Any, list[str]]]
 Run = Callable[[Runtime, str, str], Coroutine[Any, Any, object]]
+NextDue = Callable[[Runtime], Coroutine[Any, Any, datetime | None]]
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,23 @@ class JobKind:
     concurrency: int
     claim: Claim
     run: Run
+    # When the next row of this kind that is not due yet becomes due (None: no such row).
+    # ``Worker.run_forever`` sleeps until then rather than finding it on its next poll,
+    # so a bot is launched at its join time, not up to a poll interval later.
+    next_due: NextDue | None = None
+    # Kinds whose rows this kind's jobs create or move (a sync schedules bots and enqueues
+    # webhooks): run_forever claims them again when such a job finishes, not at the poll.
+    feeds: tuple[str, ...] = ()
+
+
+def _next_due(due_col: Any, *where: ColumnElement[bool]) -> NextDue:
+    """A ``next_due`` over the same rows as the kind's claim (same due column and filter)."""
+
+    async def earliest(rt: Runtime) -> datetime | None:
+        async with rt.sessions() as session:
+            return await next_due(session, due_col, now=rt.clock.now(), where=where)
+
+    return earliest
 
 
 def _sync_claim(platform: str) -> Claim:
@@ -41,6 +66,8 @@ def _sync_claim(platform: str) -> Claim:
                 limit=limit,
                 where=(Calendar.platform == platform, Calendar.status != "disconnected"),
             )
+            # These syncs cover every push notification so far (push/schedule.py).
+            await reset_requests(session, ids)
             await session.commit()
         return ids
 
@@ -60,9 +87,15 @@ def default_kinds(rt: Runtime) -> list[JobKind]:
             concurrency=rt.settings.sync_concurrency_per_provider,
             claim=_sync_claim(platform),
             run=_sync_run,
+            next_due=_next_due(
+                Calendar.next_sync_at,
+                Calendar.platform == platform,
+                Calendar.status != "disconnected",
+            ),
+            feeds=("bots", "webhooks"),
         )
         for platform in rt.providers
-    ] + [_webhook_kind(rt), _bot_kind(rt)]
+    ] + [_webhook_kind(rt), _bot_kind(rt), _push_kind(rt)]
 
 
 def _webhook_kind(rt: Runtime) -> JobKind:
@@ -71,6 +104,8 @@ def _webhook_kind(rt: Runtime) -> JobKind:
         concurrency=rt.settings.webhook_concurrency,
         claim=claim_deliveries,
         run=deliver,
+        # As claim_deliveries.
+        next_due=_next_due(WebhookDelivery.next_attempt_at, WebhookDelivery.status == "pending"),
     )
 
 
@@ -81,4 +116,16 @@ def _bot_kind(rt: Runtime) -> JobKind:
         concurrency=rt.settings.bot_dispatch_concurrency,
         claim=claim_bots,
         run=dispatch_bot,
+        # As claim_bots.
+        next_due=_next_due(Bot.next_attempt_at, Bot.status.in_(LIVE_STATUSES)),
+    )
+
+
+def _push_kind(rt: Runtime) -> JobKind:
+    # Open, renew and stop push channels at their renew_at (push/job.py).
+    return JobKind(
+        name="push",
+        concurrency=rt.settings.push_concurrency,
+        claim=claim_channels,
+        run=run_channel,
     )

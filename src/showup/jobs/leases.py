@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -55,3 +55,23 @@ async def claim_due(
             .execution_options(synchronize_session=False)
         )
     return ids
+
+
+async def next_due(
+    session: AsyncSession,
+    due_col: Any,
+    *,
+    now: datetime,
+    where: tuple[ColumnElement[bool], ...] = (),
+) -> datetime | None:
+    """The earliest due time still ahead of ``now`` among rows matching ``where``.
+
+    Lets a worker sleep until then instead of finding the row on its next poll. Leases are
+    ignored: a row that is leased at that time is simply not claimed then, and rows whose
+    lease expires are found by the regular poll (they are a crash's leftovers).
+    """
+    # Index range scan on the due column (every due column is indexed).
+    value: datetime | None = await session.scalar(
+        select(func.min(due_col)).where(due_col > now, *where)
+    )
+    return value

@@ -6,14 +6,30 @@ one kind cannot starve another.
 
 ``Worker.drain()`` runs until nothing is due *now* (by the runtime's clock) and is what
 tests call after moving a FakeClock; ``run_forever`` is the production loop.
+
+When ``run_forever`` claims a kind (see :meth:`Worker.run_forever` for the full rule):
+
+- every ``worker_idle_poll``, and when the in-process notifier fires: every kind, as
+  other processes (API, other workers) add work only through the database;
+- at the kind's next due time (``JobKind.next_due``, asked whenever a claim came back
+  with fewer rows than it had room for): so a bot launches at its join time, not up to a
+  poll interval later;
+- when one of its jobs finishes while its last claim was full: more rows may be due;
+- when a job of a kind that feeds it finishes (``JobKind.feeds``: a sync may have made a
+  bot due at once). Other follow-ups of a job (a retry, a ``bot.failed`` webhook) are
+  found by the next claim of their kind, at the latest on the next poll.
+
+It does not re-claim every kind after every finished job: on SQLite each claim is a write
+transaction, and under a burst of launches those empty claims cost more than the work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_
 
@@ -35,6 +51,12 @@ class Worker:
         self.kinds = list(kinds) if kinds is not None else default_kinds(runtime)
         self._inflight: dict[str, set[asyncio.Task[object]]] = {k.name: set() for k in self.kinds}
         self._last_maintenance: datetime | None = None
+        # run_forever's bookkeeping: kinds whose last claim was full, the next due time of
+        # the others, kinds with a job finished since the last pass, and a wake-up for that.
+        self._full: set[str] = set()
+        self._next_due: dict[str, datetime] = {}
+        self._finished: set[str] = set()
+        self._job_done = asyncio.Event()
 
     def kind(self, name: str) -> JobKind:
         for k in self.kinds:
@@ -53,7 +75,12 @@ class Worker:
         bucket = self._inflight[kind.name]
         bucket.add(task)
         task.add_done_callback(bucket.discard)
+        task.add_done_callback(lambda _: self._on_done(kind.name))
         return task
+
+    def _on_done(self, name: str) -> None:
+        self._finished.add(name)
+        self._job_done.set()
 
     async def _fill(self, spawned: list[asyncio.Task[object]] | None = None) -> int:
         """Claim as much due work as the concurrency limits allow; return how many.
@@ -111,23 +138,92 @@ class Worker:
             log.info("purged %d events past retention", purged)
         return purged
 
+    async def _claim_kind(self, kind: JobKind) -> None:
+        """One claim of ``kind`` for run_forever; note whether it was full, else when next."""
+        free = kind.concurrency - len(self._inflight[kind.name])
+        if free <= 0:
+            self._full.add(kind.name)  # re-claimed when one of its jobs finishes
+            return
+        ids = await kind.claim(self.rt, self.owner, free)
+        for row_id in ids:
+            self._spawn(kind, row_id)
+        if len(ids) >= free:
+            self._full.add(kind.name)
+            self._next_due.pop(kind.name, None)
+            return
+        self._full.discard(kind.name)
+        due = await kind.next_due(self.rt) if kind.next_due is not None else None
+        if due is None:
+            self._next_due.pop(kind.name, None)
+        else:
+            self._next_due[kind.name] = due
+
     async def run_forever(self, stop: asyncio.Event) -> None:
+        """Run jobs as they come due until ``stop`` is set, then wait for running jobs.
+
+        Each pass claims only the kinds that may have due work: all of them every
+        ``worker_idle_poll`` and on a notification (work added by this process); a kind
+        whose next due time has come (known from its last claim); a kind whose last claim
+        was full and one of whose jobs has finished; the kinds fed by a kind one of whose
+        jobs has finished. Nothing is claimed later than the next poll.
+        """
         idle = self.rt.settings.worker_idle_poll.total_seconds()
+        names = [k.name for k in self.kinds]
         log.info("worker %s started", self.owner)
-        while not stop.is_set():
-            try:
-                await self._fill()
-                await self.maintain()
-            except Exception:
-                log.exception("worker loop error; continuing")
-            waits: list[Awaitable[object]] = [self.rt.notifier.wait(idle), stop.wait()]
-            tasks = self._all_tasks()
-            if tasks:
-                waits.append(asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED))
-            pending = [asyncio.ensure_future(w) for w in waits]
-            _, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for t in rest:
-                t.cancel()
+        wanted = set(names)
+        poll: asyncio.Future[Any] | None = None
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        timer: asyncio.Future[Any] | None = None
+        timer_at: datetime | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    for kind in self.kinds:
+                        if kind.name in wanted:
+                            await self._claim_kind(kind)
+                            wanted.discard(kind.name)
+                    await self.maintain()
+                except Exception:
+                    log.exception("worker loop error; continuing")
+                    # Tried again at the next poll, not in a tight loop.
+                    wanted.clear()
+                    self._next_due.clear()
+                if poll is None:
+                    poll = asyncio.ensure_future(self.rt.notifier.wait(idle))
+                polling: asyncio.Future[Any] = poll
+                wake_at = min(self._next_due.values(), default=None)
+                if wake_at != timer_at:
+                    if timer is not None:
+                        timer.cancel()
+                    timer, timer_at = None, wake_at
+                    if wake_at is not None:
+                        timer = asyncio.ensure_future(
+                            self.rt.clock.sleep(wake_at - self.rt.clock.now())
+                        )
+                job_done: asyncio.Future[Any] = asyncio.ensure_future(self._job_done.wait())
+                waits = [polling, stopping, job_done]
+                if timer is not None:
+                    waits.append(timer)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                job_done.cancel()
+                if polling.done():
+                    poll = None
+                    wanted.update(names)
+                if timer is not None and timer.done():
+                    timer, timer_at = None, None
+                    now = self.rt.clock.now()
+                    wanted.update(n for n, at in self._next_due.items() if at <= now)
+                if self._job_done.is_set():
+                    self._job_done.clear()
+                    wanted.update(self._finished & self._full)
+                    for kind in self.kinds:
+                        if kind.name in self._finished:
+                            wanted.update(kind.feeds)
+                    self._finished.clear()
+        finally:
+            for fut in (poll, stopping, timer):
+                if fut is not None:
+                    fut.cancel()
         tasks = self._all_tasks()
         if tasks:
             await asyncio.wait(tasks)
