@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     bot_retry_max: timedelta = timedelta(minutes=1)
     bot_launch_timeout: timedelta = timedelta(seconds=10)
 
+    # Push notifications (push/; PROTOCOLS §1.5): channels need SHOWUP_PUBLIC_URL
+    push_safety_interval: timedelta = timedelta(hours=24)
+    push_channel_ttl: timedelta = timedelta(days=7)
+    push_renew_margin: timedelta = timedelta(days=1)
+    push_allow_http: bool = False
+    push_concurrency: int = Field(default=4, ge=1, le=256)
+    push_retry_base: timedelta = timedelta(minutes=1)
+    push_retry_max: timedelta = timedelta(hours=1)
+    push_rate_burst: int = Field(default=10, ge=1, le=10000)
+    push_rate_interval: timedelta = timedelta(seconds=6)
+
     log_level: str = "INFO"
 
     @field_validator(
@@ -115,6 +126,20 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _positive_bot_durations(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return v
+
+    @field_validator(
+        "push_safety_interval",
+        "push_channel_ttl",
+        "push_renew_margin",
+        "push_retry_base",
+        "push_retry_max",
+        "push_rate_interval",
+    )
+    @classmethod
+    def _positive_push_durations(cls, v: timedelta) -> timedelta:
         if v <= timedelta(0):
             raise ValueError("must be a positive duration")
         return v

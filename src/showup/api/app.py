@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from showup import __version__
 from showup.api.errors import ApiError, install_error_handlers
-from showup.api.routers import bots, calendars, events
+from showup.api.routers import bots, calendars, events, push
 from showup.api.routers import webhooks as webhook_routes
 from showup.runtime import Runtime
 
@@ -83,6 +83,7 @@ def create_app(runtime: Runtime, **kwargs: Any) -> FastAPI:
     app.include_router(events.router)
     app.include_router(webhook_routes.router)
     app.include_router(bots.router)
+    app.include_router(push.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

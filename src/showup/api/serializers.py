@@ -33,6 +33,9 @@ def calendar_json(cal: Calendar) -> dict[str, Any]:
             "last_error": cal.last_error,
             "last_error_at": iso(cal.last_error_at),
         },
+        # none | active | failed | unavailable; without push the calendar polls, and
+        # the reason says why (push/schedule.py).
+        "push": {"status": cal.push_status, "reason": cal.push_reason},
         "created_at": iso(cal.created_at),
         "updated_at": iso(cal.updated_at),
     }

@@ -14,6 +14,7 @@ from showup.clock import Clock
 from showup.config import Settings
 from showup.db.models import Calendar, Event
 from showup.providers.base import OAuthCredentials
+from showup.push import lifecycle as push_lifecycle
 from showup.security.vault import Vault
 
 # A new calendar's first sync waits for the create call to answer (``release_first_sync``
@@ -145,6 +146,8 @@ async def delete_calendar(
     # Explicit delete of events first: SQLite enforces ON DELETE CASCADE only with the
     # foreign_keys pragma, which we set, but being explicit keeps both databases identical.
     await session.execute(delete(Event).where(Event.calendar_id == calendar.id))
+    # Its push channels outlive it until the push job has stopped them.
+    await push_lifecycle.calendar_deleted(session, calendar, now)
     await session.delete(calendar)
     await session.flush()
     await bot_hooks.calendar_deleted(session, bot_ids, now=now, settings=settings)

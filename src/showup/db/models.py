@@ -94,6 +94,14 @@ class Calendar(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
+    # Push notifications (push/, PROTOCOLS §1.5; channels in db/channel_models.py):
+    # none | active | failed | unavailable, and why, as the calendar JSON shows them.
+    push_status: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    push_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A notification asked for a sync at this time and no sync has been claimed since; a
+    # sync finishing with it set runs again (a ping that arrived mid-sync is not lost).
+    sync_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

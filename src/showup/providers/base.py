@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Platform = Literal["google_calendar", "microsoft_outlook"]
 ResponseStatus = Literal["accepted", "declined", "tentative", "needs_action"]
@@ -128,4 +128,45 @@ class CalendarProvider(Protocol):
         """Changes since ``cursor``; with ``cursor=None`` every occurrence overlapping
         ``window`` (a full sync). The last page carries the cursor for next time.
         Raises CursorExpired when the cursor is no longer accepted."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """A push channel the provider accepted (Google ``api#channel``, a Graph subscription).
+
+    ``channel_id`` is the id we chose; ``resource_id`` is the provider's handle for it
+    (Google ``resourceId``, a Graph subscription id), needed to stop it.
+    """
+
+    channel_id: str
+    resource_id: str
+    expiration: datetime  # aware UTC; the provider may grant less than asked
+
+
+@runtime_checkable
+class PushProvider(Protocol):
+    """Optional: an adapter that can be told to notify us of changes (PROTOCOLS §1.5, §2.4).
+
+    ``secret`` comes back with every notification (Google channel token, at most 256
+    chars; Graph ``clientState``, at most 128) and is how the receiver knows it is real.
+    Errors are the usual typed ones; stopping a channel the provider no longer knows raises
+    NotFound.
+    """
+
+    async def watch(
+        self,
+        token: TokenSource,
+        calendar_id: str,
+        channel_id: str,
+        address: str,
+        secret: str,
+        ttl: timedelta,
+    ) -> ChannelInfo:
+        """Open a channel delivering change notifications for ``calendar_id`` to
+        ``address``, asking for ``ttl`` of life."""
+        ...
+
+    async def stop_channel(self, token: TokenSource, channel_id: str, resource_id: str) -> None:
+        """Stop the channel; notifications may still trickle in for a moment."""
         ...

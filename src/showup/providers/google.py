@@ -22,6 +22,9 @@ token endpoint ``invalid_grant`` / ``invalid_client``  AuthRevoked
 any other 4xx (e.g. 400 ``syncTokenWithRequest…``)     Rejected
 =====================================================  ======================
 
+Push (PROTOCOLS §1.5): ``events.watch`` → :class:`ChannelInfo` and ``channels.stop``
+use the same mapping (a channel Google no longer knows → NotFound).
+
 The adapter never retries (the sync engine owns backoff) except for the one 401 refresh,
 never builds its own HTTP client (DESIGN invariant 10) and never touches the database.
 """
@@ -39,6 +42,7 @@ from showup.providers.base import (
     AccessToken,
     CalendarInfo,
     ChangePage,
+    ChannelInfo,
     OAuthCredentials,
     Platform,
     SyncWindow,
@@ -242,6 +246,67 @@ class GoogleCalendarProvider:
             )
             return
 
+    # -- Push channels (PROTOCOLS §1.5) --------------------------------------------------------
+
+    async def watch(
+        self,
+        token: TokenSource,
+        calendar_id: str,
+        channel_id: str,
+        address: str,
+        secret: str,
+        ttl: timedelta,
+    ) -> ChannelInfo:
+        """``POST /calendars/{calendarId}/events/watch``: a ``web_hook`` channel to ``address``.
+
+        ``channel_id`` (at most 64 chars) must be new: Google refuses a live one, so a
+        renewal always brings a new id. ``secret`` (at most 256 chars) is sent as the channel
+        token and comes back as ``X-Goog-Channel-Token`` on every notification. ``ttl`` goes
+        as ``params.ttl``; Google may grant less (the maximum is not published), so the
+        returned expiration (Unix ms) is the truth, and ``now + ttl`` only if it is missing.
+        The ``sync`` message may reach ``address`` before this call returns.
+        """
+        if not 0 < len(channel_id) <= 64:
+            raise ValueError("channel id must be 1 to 64 characters")
+        if len(secret) > 256:
+            raise ValueError("channel token must be at most 256 characters")
+        seconds = max(1, int(ttl.total_seconds()))
+        url = f"{self._api_url}/calendars/{_path_segment(calendar_id)}/events/watch"
+        payload = {
+            "id": channel_id,
+            "type": "web_hook",
+            "address": address,
+            "token": secret,
+            "params": {"ttl": str(seconds)},
+        }
+        response = await send_authorized(self._http, token, "POST", url, json_body=payload)
+        if response.status_code != 200:
+            raise self._api_error(response, cursor_sent=False)
+        body = json_object(response)
+        resource_id = body.get("resourceId")
+        if not isinstance(resource_id, str) or not resource_id:
+            raise Transient(
+                f"channel without resourceId ({describe(response.request)})", status=200
+            )
+        expiration = _ms_datetime(body.get("expiration"))
+        return ChannelInfo(
+            channel_id=channel_id,
+            resource_id=resource_id,
+            expiration=expiration or self._clock.now() + timedelta(seconds=seconds),
+        )
+
+    async def stop_channel(self, token: TokenSource, channel_id: str, resource_id: str) -> None:
+        """``POST /channels/stop`` with ``{id, resourceId}``; an empty answer (§1.5).
+
+        Only the user and OAuth client that opened the channel may stop it; Google answers
+        404 otherwise and for channels it no longer knows (NotFound).
+        """
+        url = f"{self._api_url}/channels/stop"
+        payload = {"id": channel_id, "resourceId": resource_id}
+        response = await send_authorized(self._http, token, "POST", url, json_body=payload)
+        if response.status_code not in (200, 204):
+            raise self._api_error(response, cursor_sent=False)
+
     def _api_error(self, response: httpx.Response, *, cursor_sent: bool) -> ProviderError:
         """Map a non-200 Calendar API answer to a typed error (PROTOCOLS §1.6)."""
         status = response.status_code
@@ -298,6 +363,17 @@ def _rfc3339(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("sync window datetimes must be timezone-aware")
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _ms_datetime(value: object) -> datetime | None:
+    """A Unix-milliseconds value (Google sends it as a string) as aware UTC, else None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    try:
+        millis = int(value)
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _owner_email(calendar_id: str) -> str | None:

@@ -36,6 +36,8 @@ from showup.providers.errors import (
     ProviderError,
     RateLimited,
 )
+from showup.push import lifecycle as push_lifecycle
+from showup.push import schedule as push_schedule
 from showup.runtime import Runtime
 from showup.sync import announce
 from showup.sync.apply import Applied, apply_actions, load_stored, mark_deleted
@@ -312,7 +314,7 @@ class CalendarSync:
             if cal.last_error is not None:
                 cal.last_error = None
                 changed = True
-            cal.next_sync_at = now + self.rt.settings.poll_interval
+            cal.next_sync_at = await push_schedule.after_sync(session, self.rt, cal, now)
             self._release(cal)
             if changed:
                 cal.updated_at = now
@@ -354,6 +356,7 @@ class CalendarSync:
             cal.last_error = message
             cal.last_error_at = now
             cal.next_sync_at = None
+            await push_lifecycle.calendar_disconnected(session, cal, now)
             self._release(cal)
             await session.commit()
         self.rt.tokens.drop_calendar(snap.id)

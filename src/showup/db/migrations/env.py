@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from showup.db import bot_models as _bot_models  # noqa: F401  (registers tables)
+from showup.db import channel_models as _channel_models  # noqa: F401  (registers tables)
 from showup.db import webhook_models as _webhook_models  # noqa: F401  (registers tables)
 from showup.db.models import Base
 
