@@ -16,6 +16,7 @@ from showup.db.models import Calendar, Event
 from showup.providers.base import OAuthCredentials
 from showup.push import lifecycle as push_lifecycle
 from showup.security.vault import Vault
+from showup.sync import announce
 
 # A new calendar's first sync waits for the create call to answer (``release_first_sync``
 # runs right after the response), so its first webhooks never reach a tenant that does not
@@ -127,6 +128,22 @@ async def release_first_sync(session: AsyncSession, calendar_id: str, now: datet
         .where(Calendar.id == calendar_id, Calendar.next_sync_at > now)
         .values(next_sync_at=now)
         .execution_options(synchronize_session=False)
+    )
+
+
+async def status_changed(
+    session: AsyncSession, calendar: Calendar, *, now: datetime, settings: Settings
+) -> None:
+    """What follows a calendar's status change, in the same transaction: its bots are
+    reconciled (a disconnected calendar's events keep no bot unless another calendar's
+    event shares it; reconnected, they come back) and the tenant gets ``calendar.update``."""
+    await bot_hooks.calendar_changed(session, calendar.id, now=now, settings=settings)
+    await announce.calendar_updated(
+        session,
+        tenant_id=calendar.tenant_id,
+        calendar_id=calendar.id,
+        webhook_url=calendar.webhook_url,
+        now=now,
     )
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from showup.backoff import backoff
 from showup.bots import hooks as bot_hooks
-from showup.calendars.service import credentials, record_status
+from showup.calendars.service import credentials, record_status, status_changed
 from showup.db.models import Calendar, Event
 from showup.providers.base import CalendarProvider, SyncWindow
 from showup.providers.errors import (
@@ -280,16 +280,7 @@ class CalendarSync:
             cal = await self._load_owned(session)
             changed = record_status(cal, "connected", self.rt.clock)
             if changed:  # (re)connected: bots its disconnection cancelled come back
-                await bot_hooks.calendar_changed(
-                    session, cal.id, now=now, settings=self.rt.settings
-                )
-                await announce.calendar_updated(
-                    session,
-                    tenant_id=cal.tenant_id,
-                    calendar_id=cal.id,
-                    webhook_url=cal.webhook_url,
-                    now=now,
-                )
+                await status_changed(session, cal, now=now, settings=self.rt.settings)
             if cal.last_synced_at is None and not self.announced:
                 # Recall announces a calendar's first sync even when it found no events.
                 await announce.events_synced(
@@ -342,17 +333,7 @@ class CalendarSync:
             now = self.rt.clock.now()
             if record_status(cal, "disconnected", self.rt.clock, reason, {"error": message}):
                 cal.updated_at = now
-                # Its events can have no bot now, unless another calendar's event shares it.
-                await bot_hooks.calendar_changed(
-                    session, cal.id, now=now, settings=self.rt.settings
-                )
-                await announce.calendar_updated(
-                    session,
-                    tenant_id=cal.tenant_id,
-                    calendar_id=cal.id,
-                    webhook_url=cal.webhook_url,
-                    now=now,
-                )
+                await status_changed(session, cal, now=now, settings=self.rt.settings)
             cal.last_error = message
             cal.last_error_at = now
             cal.next_sync_at = None

@@ -18,7 +18,6 @@ from showup.clock import utc
 from showup.db.models import Calendar
 from showup.runtime import Runtime
 from showup.security.url_guard import UrlPolicy, UrlRejected, check_url_syntax
-from showup.sync import announce
 
 router = APIRouter(prefix="/api/v2/calendars", tags=["calendars"])
 
@@ -222,12 +221,8 @@ async def update_calendar(
             was = cal.status
             service.reconnect(cal, runtime.clock)
             if cal.status != was:
-                await announce.calendar_updated(
-                    session,
-                    tenant_id=cal.tenant_id,
-                    calendar_id=cal.id,
-                    webhook_url=cal.webhook_url,
-                    now=runtime.clock.now(),
+                await service.status_changed(
+                    session, cal, now=runtime.clock.now(), settings=runtime.settings
                 )
         else:
             cal.next_sync_at = runtime.clock.now()
