@@ -46,6 +46,8 @@ from showup.db.models import Base, new_id
 from showup.db.types import JSONType, UTCDateTime
 
 CHANNEL_STATUSES: Final = ("pending", "active", "stopping", "stopped", "failed")
+# Statuses with work at ``renew_at`` (the push job's claim).
+CLAIMABLE: Final = ("pending", "active", "stopping")
 # Notifications from these are accepted: a pending channel's first messages may arrive
 # before the watch call answers (§1.5), and a stopping one overlaps its successor.
 RECEIVING: Final = ("pending", "active", "stopping")

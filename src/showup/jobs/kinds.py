@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement
 
-from showup.bots.dispatch import claim_bots, dispatch_bot
+from showup.bots.dispatcher import Dispatcher
 from showup.db.bot_models import LIVE_STATUSES, Bot
+from showup.db.channel_models import CLAIMABLE, PushChannel
 from showup.db.models import Calendar
 from showup.db.webhook_models import WebhookDelivery
 from showup.jobs.leases import claim_due, next_due
@@ -26,6 +27,7 @@ from showup.webhooks.delivery import claim_deliveries, deliver
 Claim = Callable[[Runtime, str, int], Coroutine[Any, Any, list[str]]]
 Run = Callable[[Runtime, str, str], Coroutine[Any, Any, object]]
 NextDue = Callable[[Runtime], Coroutine[Any, Any, datetime | None]]
+ClaimNext = Callable[[Runtime, str, int], Coroutine[Any, Any, tuple[list[str], datetime | None]]]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class JobKind:
     # Kinds whose rows this kind's jobs create or move (a sync schedules bots and enqueues
     # webhooks): run_forever claims them again when such a job finishes, not at the poll.
     feeds: tuple[str, ...] = ()
+    # ``claim`` that, when it came back with room to spare, also tells ``next_due`` from
+    # its own transaction (one transaction less per wake-up for run_forever).
+    claim_next: ClaimNext | None = None
 
 
 def _next_due(due_col: Any, *where: ColumnElement[bool]) -> NextDue:
@@ -92,7 +97,8 @@ def default_kinds(rt: Runtime) -> list[JobKind]:
                 Calendar.platform == platform,
                 Calendar.status != "disconnected",
             ),
-            feeds=("bots", "webhooks"),
+            # A first sync asks for a push channel, due at once.
+            feeds=("bots", "webhooks", "push"),
         )
         for platform in rt.providers
     ] + [_webhook_kind(rt), _bot_kind(rt), _push_kind(rt)]
@@ -110,14 +116,16 @@ def _webhook_kind(rt: Runtime) -> JobKind:
 
 
 def _bot_kind(rt: Runtime) -> JobKind:
-    # Launch each bot at its join time (bots/dispatch.py).
+    # Launch each bot at its join time (bots/dispatch.py), claims and records shared by
+    # the launches of a batch (bots/dispatcher.py).
+    dispatcher = Dispatcher(rt)
     return JobKind(
         name="bots",
         concurrency=rt.settings.bot_dispatch_concurrency,
-        claim=claim_bots,
-        run=dispatch_bot,
-        # As claim_bots.
+        claim=dispatcher.claim,
+        run=dispatcher.run,
         next_due=_next_due(Bot.next_attempt_at, Bot.status.in_(LIVE_STATUSES)),
+        claim_next=dispatcher.claim_next,
     )
 
 
@@ -128,4 +136,8 @@ def _push_kind(rt: Runtime) -> JobKind:
         concurrency=rt.settings.push_concurrency,
         claim=claim_channels,
         run=run_channel,
+        # As claim_channels.
+        next_due=_next_due(PushChannel.renew_at, PushChannel.status.in_(CLAIMABLE)),
+        # A renewal makes its successor due at once, and an opened channel its predecessor.
+        feeds=("push",),
     )

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from showup.backoff import backoff
 from showup.calendars.service import credentials
-from showup.db.channel_models import PushChannel
+from showup.db.channel_models import CLAIMABLE, PushChannel
 from showup.db.models import Calendar
 from showup.jobs.leases import claim_due
 from showup.providers.base import OAuthCredentials, PushProvider, TokenSource
@@ -70,7 +70,7 @@ async def claim_channels(rt: Runtime, owner: str, limit: int) -> list[str]:
             owner=owner,
             lease=rt.settings.lease_duration,
             limit=limit,
-            where=(PushChannel.status.in_(("pending", "active", "stopping")),),
+            where=(PushChannel.status.in_(CLAIMABLE),),
         )
         await session.commit()
     return ids
@@ -249,6 +249,8 @@ class _ChannelJob:
             )
             for old in older:  # overlap over: the new channel is live from this commit on
                 schedule_stop(old, now)
+            # Channel rows before the calendar row, the receiver's lock order (PostgreSQL).
+            await session.flush()
             cal = await session.get(Calendar, row.calendar_id) if row.calendar_id else None
             if cal is not None:
                 set_push_status(cal, "active", None)

@@ -154,7 +154,9 @@ async def request_sync(session: AsyncSession, calendar_id: str, due: datetime) -
     One conditional UPDATE, atomic on both databases. Nothing is written when a request
     at or before ``due`` is already pending (coalesced), when the calendar is disconnected
     (no syncs), or when it is retrying after failed syncs: that retry is already scheduled,
-    starts after this notification, and a notification must not cut a backoff short.
+    starts after this notification, and a notification must not cut a backoff short. (A
+    calendar waiting out a provider's ``Retry-After`` looks like any other here; the
+    per-calendar limiter bounds how often notifications can cut that wait short.)
     """
     due_value = literal(due, UTCDateTime())
     res = await session.execute(
