@@ -93,7 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     sock.listen(2048)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(world), log_level="warning", access_log=False, lifespan="off"
+        create_app(world),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        # Google's front ends keep idle connections open for minutes. uvicorn's default (5 s)
+        # equals httpx's keep-alive expiry, so under load a request could go out on a
+        # connection the server was just closing (ReadError, a retried sync).
+        timeout_keep_alive=120,
     )
     server = uvicorn.Server(config)
     threading.Thread(target=_watch, args=(server, parent, deadline), daemon=True).start()
