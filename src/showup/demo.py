@@ -46,6 +46,7 @@ ALICE = "alice@acme.example"
 BOB = "bob@acme.example"
 CAROL = "carol@acme.example"
 USERS = {ALICE: "Europe/Berlin", BOB: "America/New_York", CAROL: "Europe/London"}
+PLATFORMS = {BOB: "microsoft_outlook"}
 
 _TTY = sys.stdout.isatty()
 # Demo time runs this much faster than real time, so the first bots launch within a minute.
@@ -206,7 +207,7 @@ class Narrator:
         self.api = api
         self.clock = clock
         self.since: str | None = None
-        self.calendars: dict[str, tuple[str, str | None]] = {}
+        self.calendars: dict[str, tuple[str, str | None, str | None]] = {}
         self.owners: dict[str, str] = {}
         self.shown: dict[str, str] = {}  # event id -> updated_at already printed
 
@@ -216,12 +217,17 @@ class Narrator:
             self.owners[cal["id"]] = (cal["platform_email"] or cal["external_user_id"]).split("@")[
                 0
             ]
-            state = (cal["status"], cal["sync"]["last_error"])
+            push = cal.get("push") or {}
+            state = (cal["status"], cal["sync"]["last_error"], push.get("status"))
             if self.calendars.get(cal["id"]) != state:
                 self.calendars[cal["id"]] = state
                 colour = {"connected": "32", "disconnected": "31"}.get(cal["status"], "33")
                 error = f"  ({state[1]})" if state[1] else ""
-                say(f"  {self.owners[cal['id']]:<6} calendar {_c(colour, cal['status'])}{error}")
+                pushing = ", push notifications on" if state[2] == "active" else ""
+                say(
+                    f"  {self.owners[cal['id']]:<6} calendar "
+                    f"{_c(colour, cal['status'])}{pushing}{error}"
+                )
         params: dict[str, Any] = {"page_size": 500}
         if self.since:
             params["updated_at__gte"] = self.since
@@ -384,8 +390,16 @@ def _move(world: World, email: str, event_id: str, by: timedelta) -> None:
     world.move_event(email, event_id, start + by, end + by)
 
 
-async def _serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+async def _serve(
+    app: Any, port: int, *, lifespan: bool = False
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on" if lifespan else "off",
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes no "started" event
@@ -413,6 +427,8 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
         say(f"port {port} is busy; using {api_port}")
     emu_url = f"http://127.0.0.1:{emu_port}"
     settings = Settings(
+        microsoft_graph_url=f"{emu_url}/graph/v1.0",
+        microsoft_login_url=f"{emu_url}/login",
         data_dir=data_dir,
         database_url=f"sqlite+aiosqlite:///{db.resolve()}",
         master_key=key,
@@ -422,6 +438,8 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
         google_token_url=f"{emu_url}/token",
         poll_interval=timedelta(seconds=60),
         allow_http_loopback_webhooks=True,
+        # Push over plain http is for loopback demos only (the emulator calls us back here).
+        push_allow_http=True,
     )
     runtime: Runtime = build_runtime(settings, clock=clock)
     await upgrade(runtime.engine)
@@ -429,7 +447,10 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
         tenant = await create_tenant(session, clock, "Demo tenant")
         await session.commit()
     seeded = seed_world(world, clock.now())
-    emu_server, emu_task = await _serve(create_emulator(world), emu_port)
+    # The emulator sends Google's push pings (and Graph's notifications) on its own.
+    emu_server, emu_task = await _serve(
+        create_emulator(world, deliver_push=True), emu_port, lifespan=True
+    )
     api_server, api_task = await _serve(create_app(runtime), api_port)
     receiver = Receiver(clock)
     hook_port = _free_port()
@@ -448,10 +469,15 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
     say(
         f"  webhooks     http://127.0.0.1:{hook_port}/hooks (a local receiver verifying signatures)"
     )
-    say(f"  clock speed  {speed}x (demo time); fallback polling every {poll:.0f}s of demo time")
+    say(f"  clock speed  {speed}x (demo time)")
+    say(f"  sync         push notifications; polling every {poll:.0f}s of demo time as fallback")
     say("  stop with Ctrl-C")
     say()
-    client_id, client_secret = world.add_oauth_client()
+    # Bob's company runs on Microsoft 365; Alice and Carol use Google Workspace.
+    apps = {
+        "google_calendar": world.add_oauth_client(),
+        "microsoft_outlook": world.add_oauth_client(provider="microsoft"),
+    }
     async with httpx.AsyncClient(
         base_url=base, headers={"Authorization": f"Token {tenant.api_key}"}, timeout=30
     ) as api:
@@ -463,10 +489,12 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
         receiver.secret = r.json()["secret"]
         say("registered the receiver through POST /api/v2/webhook-endpoints/")
         for email in USERS:
+            platform = PLATFORMS.get(email, "google_calendar")
+            client_id, client_secret = apps[platform]
             r = await api.post(
                 "/api/v2/calendars/",
                 json={
-                    "platform": "google_calendar",
+                    "platform": platform,
                     "oauth_client_id": client_id,
                     "oauth_client_secret": client_secret,
                     "oauth_refresh_token": world.grant(client_id, email),
@@ -474,7 +502,8 @@ async def _demo(port: int, speed: float, data_dir: Path) -> None:
                 },
             )
             r.raise_for_status()
-            say(f"connected {email}'s Google Calendar through POST /api/v2/calendars/")
+            kind = "Outlook calendar" if platform == "microsoft_outlook" else "Google Calendar"
+            say(f"connected {email}'s {kind} through POST /api/v2/calendars/")
         narrator = Narrator(api, clock)
         while (
             not stop.is_set()
