@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from showup.push.job import renew_time
 from showup.push.limiter import SyncRequestLimiter
+from showup.push.schedule import renew_time
 from showup.push.secrets import calendar_of_channel_id, channel_token, new_channel_id, same_token
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

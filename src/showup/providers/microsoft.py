@@ -24,6 +24,9 @@ connection failures, non-JSON 2xx
 any other 4xx                                           Rejected
 ======================================================  ======================
 
+Push (PROTOCOLS §2.4): subscriptions (create, PATCH renewal, DELETE) come from the
+:class:`~showup.providers.microsoft_push.GraphSubscriptions` mixin, with the same mapping.
+
 The cursor is the whole ``@odata.deltaLink`` URL (§2.2: "store the whole URL"). It is
 called with the user's bearer token, so before any use it must be a URL under the
 configured ``graph_url`` (same scheme, host, port and path prefix, no ``..``): a tampered
@@ -70,6 +73,7 @@ from showup.providers.http import (
     send_authorized,
 )
 from showup.providers.microsoft_normalize import normalize_items, sparse_master_id
+from showup.providers.microsoft_push import GraphSubscriptions
 from showup.providers.microsoft_zones import iana_name
 
 SCOPE = "offline_access https://graph.microsoft.com/Calendars.Read"
@@ -100,7 +104,7 @@ _MAX_DESCRIPTION = 300
 _OWNER_CACHE_SIZE = 4096
 
 
-class MicrosoftCalendarProvider:
+class MicrosoftCalendarProvider(GraphSubscriptions):
     """:class:`~showup.providers.base.CalendarProvider` for Outlook calendars via Graph.
 
     ``graph_url`` is the Graph root (``https://graph.microsoft.com/v1.0``) and ``login_url``

@@ -12,9 +12,11 @@ repeats at most one call (DESIGN invariant 1, leases as in ``jobs/leases.py``):
   ``failed`` (refused); without another live channel the calendar shows ``failed`` with
   the reason and polls every ``poll_interval``.
 - ``active`` (renewal due, ``push_renew_margin`` before expiry, at most half the TTL) →
-  a successor ``pending`` row (a new id: renewal is not automatic and ids are never
-  reused, §1.5); the old row is revisited at its expiration, and if it is still active
-  then, it was never replaced: it is marked expired and the calendar syncs now.
+  a provider that extends channels (a :class:`~showup.push.renewal.ChannelRenewer`:
+  Graph, §2.4) is asked to, in place (``push.renewal``). Otherwise (Google) a successor
+  ``pending`` row (a new id: renewal is not automatic and ids are never reused, §1.5);
+  the old row is revisited at its expiration, and if it is still active then, it was
+  never replaced: it is marked expired and the calendar syncs now.
 - ``stopping`` → ``channels.stop``; NotFound means already gone. Stop attempts end at the
   channel's expiration, when it stops by itself.
 """
@@ -23,9 +25,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,26 +38,21 @@ from showup.jobs.leases import claim_due
 from showup.providers.base import OAuthCredentials, PushProvider, TokenSource
 from showup.providers.errors import NotFound, ProviderError, RateLimited, Transient
 from showup.push.lifecycle import new_identity, schedule_stop, stop_row, want_channel
-from showup.push.schedule import describe_interval, set_push_status, unavailable_reason
+from showup.push.outcome import Action, ChannelOutcome, LeaseLost
+from showup.push.renewal import ChannelRenewer, InPlaceRenewal
+from showup.push.schedule import (
+    describe_interval,
+    renew_time,
+    set_push_status,
+    unavailable_reason,
+)
 from showup.runtime import Runtime
 from showup.sync.tokens import CalendarTokens
 
 log = logging.getLogger("showup.push")
 
-Action = Literal["created", "renewing", "expired", "stopped", "retry", "failed", "skipped"]
 # Stopped and failed rows are kept this long for the record, then deleted.
 HISTORY = timedelta(days=7)
-
-
-@dataclass(slots=True)
-class ChannelOutcome:
-    row_id: str
-    action: Action
-    error: str | None = None
-
-
-class LeaseLost(Exception):
-    """Another worker holds this channel row now."""
 
 
 async def claim_channels(rt: Runtime, owner: str, limit: int) -> list[str]:
@@ -80,15 +75,6 @@ async def run_channel(rt: Runtime, row_id: str, owner: str) -> ChannelOutcome:
     return await _ChannelJob(rt, row_id, owner).run()
 
 
-def renew_time(now: datetime, expiration: datetime, margin: timedelta) -> datetime:
-    """When to replace a channel expiring at ``expiration``: ``margin`` before, but never
-    later than halfway through the life Google actually granted (it may grant less)."""
-    life = expiration - now
-    if life <= timedelta(0):
-        return now
-    return expiration - min(margin, life / 2)
-
-
 class _SnapshotTokens:
     """Access tokens from a deleted calendar's saved credentials, for one stop call."""
 
@@ -103,7 +89,7 @@ class _SnapshotTokens:
         return self._token
 
 
-class _ChannelJob:
+class _ChannelJob(InPlaceRenewal):
     def __init__(self, rt: Runtime, row_id: str, owner: str) -> None:
         self.rt = rt
         self.row_id = row_id
@@ -166,7 +152,7 @@ class _ChannelJob:
             row.renew_at = now + (
                 delay or backoff(row.attempts, base=s.push_retry_base, cap=s.push_retry_max)
             )
-            if row.status == "stopping" and row.expiration is not None:
+            if row.status in ("active", "stopping") and row.expiration is not None:
                 row.renew_at = min(row.renew_at, row.expiration)
             row.updated_at = now
             self._release(row)
@@ -318,8 +304,8 @@ class _ChannelJob:
         async with self.rt.sessions() as session:
             row = await self._owned(session)
             now = self.rt.clock.now()
-            self._release(row)
             if row.status != "active":
+                self._release(row)
                 await session.commit()
                 return ChannelOutcome(self.row_id, "skipped")
             cal = None
@@ -328,15 +314,26 @@ class _ChannelJob:
                     select(Calendar).where(Calendar.id == row.calendar_id).with_for_update()
                 )
             if row.expiration is None or row.expiration <= now:
+                self._release(row)
                 stop_row(row, now, "expired before a successor was open")
                 if cal is not None:
                     await self._expired(session, cal, now)
                 await session.commit()
                 return ChannelOutcome(self.row_id, "expired")
             if cal is None or cal.status == "disconnected":
+                self._release(row)
                 schedule_stop(row, now)
                 await session.commit()
                 return ChannelOutcome(self.row_id, "stopped")
+            renewer = self._renewer(row.platform)
+            if renewer is not None and row.resource_id is not None:
+                # Extended in place (push.renewal), still under our lease: PATCH is
+                # idempotent, so a crash during the call only repeats it.
+                channel_id, resource_id = row.channel_id, row.resource_id
+                tokens = self._calendar_tokens(cal)
+                await session.commit()
+                return await self._renew_in_place(renewer, tokens, channel_id, resource_id)
+            self._release(row)
             pending = await session.scalar(
                 select(PushChannel.id).where(
                     PushChannel.calendar_id == cal.id, PushChannel.status == "pending"
@@ -349,6 +346,10 @@ class _ChannelJob:
             await session.commit()
         self.rt.notifier.notify()
         return ChannelOutcome(self.row_id, "renewing")
+
+    def _renewer(self, platform: str) -> ChannelRenewer | None:
+        provider = self.rt.providers.get(platform)
+        return provider if isinstance(provider, ChannelRenewer) else None
 
     async def _expired(self, session: AsyncSession, cal: Calendar, now: datetime) -> None:
         live = await session.scalar(

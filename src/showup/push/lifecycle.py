@@ -1,6 +1,9 @@
 """Wanting and dropping channels, in the caller's transaction (services flush, edges commit).
 
 - :func:`want_channel` adds a ``pending`` row due now; the ``push`` job opens it.
+- :func:`replace_lost_channel`: a channel is gone at the provider before its time (Graph
+  ``subscriptionRemoved``, or a renewal answered 404): a new one, and a sync, since
+  notifications may have been lost meanwhile.
 - :func:`calendar_disconnected` and :func:`calendar_deleted` move every live channel of
   the calendar to ``stopping`` (due now) and the job stops them at the provider. A
   deleted calendar takes its credentials with it, so each channel keeps a copy of the
@@ -18,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from showup.db.channel_models import RECEIVING, PushChannel
 from showup.db.models import Calendar
-from showup.push.schedule import push_address, set_push_status
+from showup.push.schedule import push_address, request_sync, set_push_status, unavailable_reason
 from showup.push.secrets import channel_token, new_channel_id
 from showup.runtime import Runtime
 
@@ -70,6 +73,33 @@ def stop_row(row: PushChannel, now: datetime, error: str | None = None) -> None:
     row.orphan_credentials = None
     row.last_error = error
     row.updated_at = now
+
+
+async def replace_lost_channel(
+    session: AsyncSession, rt: Runtime, calendar_id: str, now: datetime, due: datetime
+) -> bool:
+    """After a live channel of the calendar was lost (its row already stopped): ask for a
+    new one unless another is live or being opened, and request a sync at ``due``
+    (``schedule.request_sync``). True when the sync request changed something.
+
+    Call it after writing the channel row: it locks the calendar row next, the order every
+    push writer keeps (PostgreSQL), so that a concurrent renewal cannot add a second
+    pending row.
+    """
+    await session.flush()  # the stopped row first
+    cal = await session.scalar(select(Calendar).where(Calendar.id == calendar_id).with_for_update())
+    if cal is None or cal.status == "disconnected":
+        return False
+    if unavailable_reason(rt.settings, rt.providers, cal.platform) is None:
+        live = await session.scalar(
+            select(PushChannel.id).where(
+                PushChannel.calendar_id == cal.id,
+                PushChannel.status.in_(("pending", "active")),
+            )
+        )
+        if live is None:
+            await want_channel(session, rt, cal, now)
+    return await request_sync(session, cal.id, due)
 
 
 def schedule_stop(row: PushChannel, now: datetime) -> None:

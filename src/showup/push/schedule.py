@@ -43,6 +43,15 @@ def push_address(settings: Settings, platform: str) -> str | None:
     return settings.public_url + PUSH_PATHS[platform]
 
 
+def renew_time(now: datetime, expiration: datetime, margin: timedelta) -> datetime:
+    """When to renew a channel expiring at ``expiration``: ``margin`` before, but never
+    later than halfway through the life the provider actually granted (it may grant less)."""
+    life = expiration - now
+    if life <= timedelta(0):
+        return now
+    return expiration - min(margin, life / 2)
+
+
 def describe_interval(interval: timedelta) -> str:
     seconds = int(interval.total_seconds())
     for unit, size in (("hour", 3600), ("minute", 60)):
