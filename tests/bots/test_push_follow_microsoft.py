@@ -17,11 +17,20 @@ import pytest
 from showup.config import Settings
 from showup.emulator.graph import subscriptions
 from tests.bots.support import Receiver, event_of, get_bot, schedule, verify
-from tests.bots.test_follow_meetings_microsoft import teams_meeting
 from tests.conftest import make_settings
 from tests.sync.helpers import Connector
 
 ALICE = "alice@example.com"
+TEAMS = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_Zm9vYmFy%40thread.v2/0"
+
+
+def teams_meeting(summary: str, start: str, end: str) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "start": {"dateTime": start},
+        "end": {"dateTime": end},
+        "conferenceData": {"entryPoints": [{"entryPointType": "video", "uri": TEAMS}]},
+    }
 
 
 @pytest.fixture
