@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement
 
-from showup.bots.dispatch import claim_bots, dispatch_bot
+from showup.bots.dispatcher import Dispatcher
 from showup.db.bot_models import LIVE_STATUSES, Bot
 from showup.db.channel_models import CLAIMABLE, PushChannel
 from showup.db.models import Calendar
@@ -27,6 +27,7 @@ from showup.webhooks.delivery import claim_deliveries, deliver
 Claim = Callable[[Runtime, str, int], Coroutine[Any, Any, list[str]]]
 Run = Callable[[Runtime, str, str], Coroutine[Any, Any, object]]
 NextDue = Callable[[Runtime], Coroutine[Any, Any, datetime | None]]
+ClaimNext = Callable[[Runtime, str, int], Coroutine[Any, Any, tuple[list[str], datetime | None]]]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class JobKind:
     # Kinds whose rows this kind's jobs create or move (a sync schedules bots and enqueues
     # webhooks): run_forever claims them again when such a job finishes, not at the poll.
     feeds: tuple[str, ...] = ()
+    # ``claim`` that, when it came back with room to spare, also tells ``next_due`` from
+    # its own transaction (one transaction less per wake-up for run_forever).
+    claim_next: ClaimNext | None = None
 
 
 def _next_due(due_col: Any, *where: ColumnElement[bool]) -> NextDue:
@@ -112,14 +116,16 @@ def _webhook_kind(rt: Runtime) -> JobKind:
 
 
 def _bot_kind(rt: Runtime) -> JobKind:
-    # Launch each bot at its join time (bots/dispatch.py).
+    # Launch each bot at its join time (bots/dispatch.py), claims and records shared by
+    # the launches of a batch (bots/dispatcher.py).
+    dispatcher = Dispatcher(rt)
     return JobKind(
         name="bots",
         concurrency=rt.settings.bot_dispatch_concurrency,
-        claim=claim_bots,
-        run=dispatch_bot,
-        # As claim_bots.
+        claim=dispatcher.claim,
+        run=dispatcher.run,
         next_due=_next_due(Bot.next_attempt_at, Bot.status.in_(LIVE_STATUSES)),
+        claim_next=dispatcher.claim_next,
     )
 
 

@@ -9,6 +9,7 @@ lease simply expires and the row is claimed again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,11 +27,13 @@ async def claim_due(
     lease: timedelta,
     limit: int,
     where: tuple[ColumnElement[bool], ...] = (),
+    values: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Lease up to ``limit`` due rows of ``model`` to ``owner``; return their ids.
 
-    ``model`` must have ``id``, ``lease_owner`` and ``lease_expires_at`` columns. The
-    caller commits, which is when the claim becomes visible to other workers.
+    ``model`` must have ``id``, ``lease_owner`` and ``lease_expires_at`` columns; ``values``
+    are set on the claimed rows by the same UPDATE as the lease. The caller commits,
+    which is when the claim becomes visible to other workers.
     """
     if limit <= 0:
         return []
@@ -51,7 +54,7 @@ async def claim_due(
         await session.execute(
             update(model)
             .where(model.id.in_(ids))
-            .values(lease_owner=owner, lease_expires_at=now + lease)
+            .values(lease_owner=owner, lease_expires_at=now + lease, **(values or {}))
             .execution_options(synchronize_session=False)
         )
     return ids

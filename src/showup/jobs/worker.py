@@ -144,7 +144,11 @@ class Worker:
         if free <= 0:
             self._full.add(kind.name)  # re-claimed when one of its jobs finishes
             return
-        ids = await kind.claim(self.rt, self.owner, free)
+        due: datetime | None = None
+        if kind.claim_next is not None:
+            ids, due = await kind.claim_next(self.rt, self.owner, free)
+        else:
+            ids = await kind.claim(self.rt, self.owner, free)
         for row_id in ids:
             self._spawn(kind, row_id)
         if len(ids) >= free:
@@ -152,7 +156,8 @@ class Worker:
             self._next_due.pop(kind.name, None)
             return
         self._full.discard(kind.name)
-        due = await kind.next_due(self.rt) if kind.next_due is not None else None
+        if kind.claim_next is None and kind.next_due is not None:
+            due = await kind.next_due(self.rt)
         if due is None:
             self._next_due.pop(kind.name, None)
         else:

@@ -28,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from showup.bots.serialize import iso
 from showup.db.webhook_models import WebhookEndpoint
@@ -45,6 +46,7 @@ from showup.launchers.base import (
 )
 from showup.runtime import Runtime
 from showup.security.url_guard import UrlRejected
+from showup.security.vault import Vault
 from showup.webhooks.endpoints import signing_secrets
 from showup.webhooks.outbox import BOT_DISPATCH, envelope, matches
 from showup.webhooks.policy import parse_retry_after
@@ -120,23 +122,44 @@ class _Result:
         return f"endpoint {self.endpoint_id}: {what}"
 
 
+async def load_endpoints(
+    session: AsyncSession, vault: Vault, tenant_id: str, now: datetime
+) -> list[_Endpoint]:
+    """The tenant's enabled endpoints subscribed to ``bot.dispatch``, with their secrets."""
+    rows = await session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.disabled.is_(False))
+        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    )
+    return [
+        _Endpoint(ep.id, ep.url, signing_secrets(ep, vault, now))
+        for ep in rows
+        if matches(ep.event_types, BOT_DISPATCH)
+    ]
+
+
 class WebhookLauncher:
-    def __init__(self, runtime: Runtime) -> None:
+    """Launches through the tenant's endpoints, read per launch; or, given ``endpoints``
+    (read by :meth:`loaded` in the caller's transaction), through those, for a batch of
+    launches claimed together."""
+
+    def __init__(self, runtime: Runtime, endpoints: list[_Endpoint] | None = None) -> None:
         self.rt = runtime
+        self._loaded = endpoints
+
+    @classmethod
+    async def loaded(
+        cls, session: AsyncSession, runtime: Runtime, tenant_id: str
+    ) -> WebhookLauncher:
+        now = runtime.clock.now()
+        return cls(runtime, await load_endpoints(session, runtime.vault, tenant_id, now))
 
     async def _endpoints(self, tenant_id: str) -> list[_Endpoint]:
+        if self._loaded is not None:
+            return self._loaded
         now = self.rt.clock.now()
         async with self.rt.sessions() as session:
-            rows = await session.scalars(
-                select(WebhookEndpoint)
-                .where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.disabled.is_(False))
-                .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-            )
-            return [
-                _Endpoint(ep.id, ep.url, signing_secrets(ep, self.rt.vault, now))
-                for ep in rows
-                if matches(ep.event_types, BOT_DISPATCH)
-            ]
+            return await load_endpoints(session, self.rt.vault, tenant_id, now)
 
     async def launch(self, request: LaunchRequest) -> LaunchOutcome:
         endpoints = await self._endpoints(request.tenant_id)

@@ -1,0 +1,167 @@
+"""The ``bots`` job kind of one worker: dispatch (``dispatch.py``) with shared transactions.
+
+Per bot it takes the same steps as :func:`dispatch.dispatch_bot`, with the same fencing;
+what changes is how many transactions they take. On SQLite every transaction takes the
+single write lock, and thousands of bots can come due within a minute, so:
+
+- **claim and prepare together**: the claim's transaction also reads what each claimed
+  bot's launch needs (the bot, the events it serves, its tenant's launcher with the
+  endpoints) and, when the claim had room to spare, the next join time (the worker
+  sleeps until then). A job then launches without a transaction of its own;
+- **record in groups**: outcomes are written by whichever job gets the turn first, with
+  every outcome waiting at that moment, in one transaction and one reconcile. A lone
+  outcome is written at once; under a burst, the groups grow by themselves;
+- **take turns on SQLite**: claims and group writes wait for each other on an asyncio
+  lock rather than in SQLite's busy handler, which sleeps 1, 2, 5, 10, ... ms between
+  tries and so can leave a claim waiting long after the write lock was free.
+
+If the prepared launch is missing (another caller claimed) or its deadline passed while
+it waited, the job falls back to :func:`dispatch.dispatch_bot`, which decides afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+
+from showup.bots import dispatch
+from showup.bots.dispatch import DispatchOutcome
+from showup.bots.policy import BotPolicy
+from showup.db.bot_models import LIVE_STATUSES, Bot
+from showup.jobs.leases import next_due
+from showup.launchers import loaded_launcher
+from showup.launchers.base import Launcher, LaunchOutcome, LaunchRequest
+from showup.runtime import Runtime
+
+_Attempt = tuple[str, int, LaunchOutcome]  # bot id, attempt number, outcome
+_Queued = tuple[str, _Attempt, "asyncio.Future[DispatchOutcome]"]  # owner, attempt, result
+
+
+class Dispatcher:
+    """Claim, run and next-due functions of the ``bots`` job kind (``jobs/kinds.py``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._ready: dict[str, tuple[LaunchRequest, Launcher] | DispatchOutcome] = {}
+        # One writer at a time on SQLite (it has one anyway); PostgreSQL needs no turns.
+        self._turns = _Turns(runtime.settings.is_sqlite)
+        self._recorder = _GroupRecorder(runtime, self._turns)
+
+    async def claim(self, rt: Runtime, owner: str, limit: int) -> list[str]:
+        ids, _ = await self.claim_next(rt, owner, limit)
+        return ids
+
+    async def claim_next(
+        self, rt: Runtime, owner: str, limit: int
+    ) -> tuple[list[str], datetime | None]:
+        """Claim and prepare up to ``limit`` due bots; with room to spare, also the next
+        join time after now (else None: the worker comes back when a slot frees)."""
+        now = rt.clock.now()
+        policy = BotPolicy.from_settings(rt.settings)
+        async with self._turns, rt.sessions() as session:
+            ids = await dispatch.claim(session, rt, now, owner, limit)
+            prepared = await dispatch.prepare(session, now, ids, owner, policy) if ids else {}
+            launchers: dict[str, Launcher] = {}
+            for item in prepared.values():
+                if isinstance(item, LaunchRequest) and item.tenant_id not in launchers:
+                    launchers[item.tenant_id] = await loaded_launcher(session, rt, item.tenant_id)
+            due = None
+            if len(ids) < limit:
+                due = await next_due(
+                    session, Bot.next_attempt_at, now=now, where=(Bot.status.in_(LIVE_STATUSES),)
+                )
+            await session.commit()
+        for bot_id, item in prepared.items():
+            self._ready[bot_id] = (
+                (item, launchers[item.tenant_id]) if isinstance(item, LaunchRequest) else item
+            )
+        return ids, due
+
+    async def run(self, rt: Runtime, bot_id: str, owner: str) -> DispatchOutcome:
+        ready = self._ready.pop(bot_id, None)
+        if isinstance(ready, DispatchOutcome):
+            return ready
+        if ready is None or rt.clock.now() > ready[0].deadline:
+            return await dispatch.dispatch_bot(rt, bot_id, owner)
+        request, launcher = ready
+        outcome = await dispatch.launch(launcher, request)
+        result = await self._recorder.record(owner, (bot_id, request.attempt, outcome))
+        dispatch.log_result(result)
+        return result
+
+
+class _GroupRecorder:
+    """Writes launch outcomes, those waiting together in one transaction (group commit).
+
+    Each job queues its outcome and waits its turn on a FIFO lock; the first to get it
+    writes every outcome queued by then, the others find theirs written. Should a group
+    fail (one bot's reconcile, say), its outcomes are written one by one, so one bad row
+    fails only its own job, as without grouping.
+    """
+
+    def __init__(self, runtime: Runtime, turns: _Turns) -> None:
+        self.rt = runtime
+        self._turns = turns
+        self._lock = asyncio.Lock()
+        self._queue: list[_Queued] = []
+
+    async def record(self, owner: str, attempt: _Attempt) -> DispatchOutcome:
+        done: asyncio.Future[DispatchOutcome] = asyncio.get_running_loop().create_future()
+        self._queue.append((owner, attempt, done))
+        async with self._lock:
+            if not done.done():
+                group, self._queue = self._queue, []
+                try:
+                    await self._write_group(group)
+                finally:
+                    for _, _, waiting in group:
+                        if not waiting.done():  # the writing job was cancelled
+                            waiting.set_exception(RuntimeError("launch outcome not recorded"))
+        return done.result()
+
+    async def _write_group(self, group: list[_Queued]) -> None:
+        by_owner: dict[str, list[_Queued]] = {}
+        for item in group:
+            by_owner.setdefault(item[0], []).append(item)
+        for owner, items in by_owner.items():
+            try:
+                results = await self._write(owner, [attempt for _, attempt, _ in items])
+            except Exception as exc:
+                if len(items) == 1:
+                    items[0][2].set_exception(exc)
+                    continue
+                for _, attempt, done in items:
+                    try:
+                        [result] = await self._write(owner, [attempt])
+                    except Exception as one:
+                        done.set_exception(one)
+                    else:
+                        done.set_result(result)
+                continue
+            for (_, _, done), result in zip(items, results, strict=True):
+                done.set_result(result)
+
+    async def _write(self, owner: str, attempts: Sequence[_Attempt]) -> list[DispatchOutcome]:
+        policy = BotPolicy.from_settings(self.rt.settings)
+        async with self._turns, self.rt.sessions() as session:
+            results = await dispatch.record_outcomes(
+                session, self.rt.clock.now(), owner, attempts, policy
+            )
+            await session.commit()
+        return results
+
+
+class _Turns:
+    """An asyncio lock when ``enabled``, else nothing (``async with`` either way)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._lock = asyncio.Lock() if enabled else None
+
+    async def __aenter__(self) -> None:
+        if self._lock is not None:
+            await self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            self._lock.release()
