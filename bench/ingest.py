@@ -144,10 +144,18 @@ def _row(label: str, s: dict[str, float] | None, fmt: str, unit: str = "") -> st
 
 
 def _load(result: dict[str, Any]) -> str:
-    load = result.get("loadavg_1m") or {}
-    if load.get("start") is None or load.get("end") is None:
+    """The 1-minute load averages seen before each measurement and at the end."""
+    seen = [
+        m["loadavg_1m_before"]
+        for r in result["rounds"]
+        for m in r.values()
+        if isinstance(m, dict) and m.get("loadavg_1m_before") is not None
+    ]
+    end = (result.get("loadavg_1m") or {}).get("end")
+    seen += [end] if end is not None else []
+    if not seen:
         return "unknown"
-    return f"{load['start']:.1f} at start, {load['end']:.1f} at end"
+    return f"{min(seen):.1f} to {max(seen):.1f} during the run"
 
 
 def report(result: dict[str, Any]) -> str:
@@ -162,7 +170,7 @@ def report(result: dict[str, Any]) -> str:
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB RAM, {m['os']}, "
         f"Python {m['python']}, SQLite {m['sqlite']}, commit {m['git_commit']}"
         + (" (+ uncommitted src changes)" if m["git_dirty"] else "")
-        + f"; 1-min load average {_load(result)}",
+        + f"; 1-min load average {_load(result)} (2 = both CPUs busy)",
         "",
         "| measure | median | min - max |",
         "|---|---|---|",
