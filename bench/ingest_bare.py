@@ -112,14 +112,14 @@ class _Pager:
 
 def measure(cfg: dict[str, Any]) -> dict[str, Any]:
     threads = cfg["threads"]
-    users = [tuple(u) for u in cfg["users"]]
+    users: list[tuple[str, str]] = [(u[0], u[1]) for u in cfg["users"]]
     pager = _Pager(cfg, threads)
     baseline = rss_kib()
     peak_reset = reset_peak()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     if threads == 1:
-        counts = [pager.page(u) for u in users]  # type: ignore[arg-type]
+        counts = [pager.page(u) for u in users]
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             counts = list(pool.map(pager.page, users))

@@ -131,7 +131,7 @@ async def _verify(rt: Runtime, cfg: dict[str, Any], outcomes: list[Any]) -> dict
     if rows != expected:
         problems.append(f"{rows} event rows, expected {expected}")
     if distinct != rows:
-        problems.append(f"{rows - (distinct or 0)} duplicate (calendar, platform_id) rows")
+        problems.append(f"{(rows or 0) - (distinct or 0)} duplicate (calendar, platform_id) rows")
     if live != expected:
         problems.append(f"{live} live events, expected {expected}")
     if len(per_calendar) != calendars or set(per_calendar.values()) != {cfg["events_per_user"]}:
