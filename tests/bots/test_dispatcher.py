@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import event
 
 from showup.bots.dispatch import DispatchOutcome
-from showup.bots.dispatcher import Dispatcher, _GroupRecorder
+from showup.bots.dispatcher import Dispatcher, _GroupRecorder, _Turns
 from tests.bots.support import Receiver, all_bots, connect, event_of, meeting, schedule
 
 ALICE = "alice@example.com"
@@ -171,3 +171,21 @@ async def test_a_failed_group_is_written_one_by_one(
     assert recorder.failed == [4]
     assert [r.result for r in results] == ["dispatched"] * 4
     assert {b.status for b in await all_bots(runtime) if b.id in ids} == {"dispatched"}
+
+
+async def test_on_sqlite_a_waiting_claim_writes_before_waiting_groups() -> None:
+    turns = _Turns(enabled=True)
+    order: list[str] = []
+
+    async def take(name: str, claim: bool) -> None:
+        async with turns.turn(claim=claim):
+            order.append(name)
+
+    async with turns.turn(claim=False):  # a group write under way
+        waiting = [
+            asyncio.create_task(take("group", False)),
+            asyncio.create_task(take("claim", True)),
+        ]
+        await asyncio.sleep(0)  # both are waiting now
+    await asyncio.gather(*waiting)
+    assert order == ["claim", "group"]

@@ -13,7 +13,8 @@ single write lock, and thousands of bots can come due within a minute, so:
   outcome is written at once; under a burst, the groups grow by themselves;
 - **take turns on SQLite**: claims and group writes wait for each other on an asyncio
   lock rather than in SQLite's busy handler, which sleeps 1, 2, 5, 10, ... ms between
-  tries and so can leave a claim waiting long after the write lock was free.
+  tries and so can leave a claim waiting long after the write lock was free; a waiting
+  claim goes before waiting group writes.
 
 If the prepared launch is missing (another caller claimed) or its deadline passed while
 it waited, the job falls back to :func:`dispatch.dispatch_bot`, which decides afresh.
@@ -22,7 +23,8 @@ it waited, the job falls back to :func:`dispatch.dispatch_bot`, which decides af
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from showup.bots import dispatch
@@ -59,7 +61,7 @@ class Dispatcher:
         join time after now (else None: the worker comes back when a slot frees)."""
         now = rt.clock.now()
         policy = BotPolicy.from_settings(rt.settings)
-        async with self._turns, rt.sessions() as session:
+        async with self._turns.turn(claim=True), rt.sessions() as session:
             ids = await dispatch.claim(session, rt, now, owner, limit)
             prepared = await dispatch.prepare(session, now, ids, owner, policy) if ids else {}
             launchers: dict[str, Launcher] = {}
@@ -144,7 +146,7 @@ class _GroupRecorder:
 
     async def _write(self, owner: str, attempts: Sequence[_Attempt]) -> list[DispatchOutcome]:
         policy = BotPolicy.from_settings(self.rt.settings)
-        async with self._turns, self.rt.sessions() as session:
+        async with self._turns.turn(claim=False), self.rt.sessions() as session:
             results = await dispatch.record_outcomes(
                 session, self.rt.clock.now(), owner, attempts, policy
             )
@@ -153,15 +155,32 @@ class _GroupRecorder:
 
 
 class _Turns:
-    """An asyncio lock when ``enabled``, else nothing (``async with`` either way)."""
+    """Turns at writing for claims and group writes, claims first (their lateness is the
+    launch's); a no-op unless ``enabled``."""
 
     def __init__(self, enabled: bool) -> None:
-        self._lock = asyncio.Lock() if enabled else None
+        self.enabled = enabled
+        self._busy = False
+        self._claims_waiting = 0
+        self._changed = asyncio.Condition()
 
-    async def __aenter__(self) -> None:
-        if self._lock is not None:
-            await self._lock.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._lock is not None:
-            self._lock.release()
+    @asynccontextmanager
+    async def turn(self, *, claim: bool) -> AsyncIterator[None]:
+        if not self.enabled:
+            yield
+            return
+        async with self._changed:
+            self._claims_waiting += claim
+            try:
+                await self._changed.wait_for(
+                    lambda: not self._busy and (claim or not self._claims_waiting)
+                )
+            finally:
+                self._claims_waiting -= claim
+            self._busy = True
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._busy = False
+                self._changed.notify_all()
