@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that take ``engine`` (or anything built on it) run twice:
-once on SQLite and once on PostgreSQL (a private cluster started for the session)."""
+once on SQLite and once on PostgreSQL (a private cluster started for the session).
+Tests that take ``platform`` run once per calendar provider (Google, Microsoft)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from showup.clock import FakeClock
 from showup.config import Settings
 from showup.db.engine import make_engine
 from showup.db.migrate import upgrade
+from tests.sync.helpers import PLATFORMS
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -130,6 +132,13 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     finally:
         await eng.dispose()
         await _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=PLATFORMS, ids=["google", "microsoft"])
+def platform(request: pytest.FixtureRequest) -> str:
+    """The calendar provider an end-to-end test runs against: a test that takes
+    ``platform`` runs once over the Google emulator and once over the Graph emulator."""
+    return str(request.param)
 
 
 @pytest.fixture

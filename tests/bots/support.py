@@ -1,6 +1,7 @@
 """Test kit for bots: a webhook receiver reached through the runtime's webhook transport,
 verification with the official ``standardwebhooks`` library, and helpers that connect
-emulator users and schedule bots through the HTTP API.
+emulator users (on Google or, with ``platform="microsoft_outlook"``, on Outlook) and
+schedule bots through the HTTP API.
 
 The receiver answers from a script (status, headers, body) or, for ``TIMEOUT``, raises
 ``httpx.ReadTimeout`` the way a slow tenant would. Nothing sleeps: tests move the
@@ -189,8 +190,11 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-async def connect(api: httpx.AsyncClient, world: Any, *emails: str) -> list[str]:
-    conn = Connector(api, world)
+async def connect(
+    api: httpx.AsyncClient, world: Any, *emails: str, platform: str = "google_calendar"
+) -> list[str]:
+    """Connect each user's primary calendar on ``platform`` (one OAuth client); their ids."""
+    conn = Connector(api, world, platform)
     return [await conn.connect(e) for e in emails]
 
 

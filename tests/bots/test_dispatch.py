@@ -1,6 +1,7 @@
 """Launching: exactly once, at the right minute, through faults, crashes and racing workers.
 
-Runs on SQLite and PostgreSQL. The tenant's receiver is scripted (500, 429 + Retry-After,
+Runs on Google and Outlook calendars (the ``platform`` fixture, through ``bot_id``), on
+SQLite and PostgreSQL. The tenant's receiver is scripted (500, 429 + Retry-After,
 timeouts); the worker is drained after each clock move. Nothing sleeps.
 """
 
@@ -36,10 +37,12 @@ JOIN = datetime(2026, 11, 2, 9, 58, tzinfo=UTC)  # 2 minutes before the 10:00 me
 
 
 @pytest.fixture
-async def bot_id(api: httpx.AsyncClient, world: Any, worker: Any, secret: str) -> str:
+async def bot_id(
+    api: httpx.AsyncClient, world: Any, worker: Any, secret: str, platform: str
+) -> str:
     world.add_user(ALICE, name="Alice")
     world.create_event(ALICE, meeting("Planning", "2026-11-02T10:00:00Z", "2026-11-02T11:00:00Z"))
-    [cid] = await connect(api, world, ALICE)
+    [cid] = await connect(api, world, ALICE, platform=platform)
     await worker.drain()
     ev = await event_of(api, cid, "Planning")
     r = await schedule(api, ev["id"], "planning", {"bot_name": "Scribe"})
@@ -218,13 +221,14 @@ async def test_two_workers_racing_never_launch_a_bot_twice(
     clock: Any,
     receiver: Receiver,
     secret: str,
+    platform: str,
 ) -> None:
     world.add_user(ALICE, name="Alice")
     for i in range(8):
         world.create_event(
             ALICE, meeting(f"Call {i}", "2026-11-02T10:00:00Z", "2026-11-02T10:30:00Z")
         )
-    [cid] = await connect(api, world, ALICE)
+    [cid] = await connect(api, world, ALICE, platform=platform)
     await worker.drain()
     for i in range(8):
         ev = await event_of(api, cid, f"Call {i}")

@@ -1,6 +1,8 @@
 """Bots follow their meetings, end to end: emulator → sync → reconcile → webhooks → launch.
 
-Runs on SQLite and PostgreSQL. The FakeClock is shared by the service and the emulator;
+Runs on Google and Outlook calendars (the ``platform`` fixture), on SQLite and PostgreSQL.
+The world's ids name events on both emulators (it accepts Graph ids too); the provider's own
+ids come from ``Connector.pid``. The FakeClock is shared by the service and the emulator;
 each step moves it and drains the worker. Every webhook is verified with the official
 ``standardwebhooks`` library.
 """
@@ -28,6 +30,7 @@ from tests.bots.support import (
     schedule,
     verify,
 )
+from tests.sync.helpers import Connector
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -45,19 +48,22 @@ async def test_schedule_move_cancel_restore_then_dispatch_at_join_time(
     runtime: Any,
     receiver: Receiver,
     secret: str,
+    platform: str,
 ) -> None:
     world.add_user(ALICE, name="Alice")
     gid = world.create_event(
         ALICE, meeting("Design review", "2026-11-02T15:00:00Z", "2026-11-02T16:00:00Z")
     )["id"]
-    [cid] = await connect(api, world, ALICE)
+    conn = Connector(api, world, platform)
+    cid = await conn.connect(ALICE)
     await worker.drain()
     ev = await event_of(api, cid, "Design review")
+    assert (ev["platform"], ev["platform_id"]) == (platform, conn.pid(ALICE, gid))
 
     r = await schedule(api, ev["id"], "design-review", {"bot_name": "Notes"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["id"] == ev["id"] and body["raw"]["id"] == gid  # the full event, with raw
+    assert body["id"] == ev["id"] and body["raw"]["id"] == conn.pid(ALICE, gid)  # full, raw
     [entry] = body["bots"]
     bot_id = entry["bot_id"]
     assert entry == {
@@ -142,7 +148,13 @@ async def test_schedule_move_cancel_restore_then_dispatch_at_join_time(
 
 
 async def test_attendees_sharing_a_key_share_one_bot(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any, secret: str
+    api: httpx.AsyncClient,
+    world: Any,
+    worker: Any,
+    clock: Any,
+    runtime: Any,
+    secret: str,
+    platform: str,
 ) -> None:
     world.add_user(ALICE, name="Alice")
     world.add_user(BOB, name="Bob")
@@ -150,7 +162,7 @@ async def test_attendees_sharing_a_key_share_one_bot(
         ALICE,
         meeting("Kickoff", "2026-11-03T10:00:00Z", "2026-11-03T11:00:00Z", attendees=[BOB]),
     )["id"]
-    cal_a, cal_b = await connect(api, world, ALICE, BOB)
+    cal_a, cal_b = await connect(api, world, ALICE, BOB, platform=platform)
     await worker.drain()
     ev_a = await event_of(api, cal_a, "Kickoff")
     ev_b = await event_of(api, cal_b, "Kickoff")
@@ -184,14 +196,14 @@ async def test_attendees_sharing_a_key_share_one_bot(
 
 
 async def test_calendar_delete_keeps_a_bot_another_calendar_shares(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any, platform: str
 ) -> None:
     world.add_user(ALICE, name="Alice")
     world.add_user(BOB, name="Bob")
-    world.create_event(
+    gid = world.create_event(
         ALICE, meeting("Sync", "2026-11-03T10:00:00Z", "2026-11-03T11:00:00Z", attendees=[BOB])
-    )
-    cal_a, cal_b = await connect(api, world, ALICE, BOB)
+    )["id"]
+    cal_a, cal_b = await connect(api, world, ALICE, BOB, platform=platform)
     await worker.drain()
     ev_a = await event_of(api, cal_a, "Sync")
     ev_b = await event_of(api, cal_b, "Sync")
@@ -201,21 +213,27 @@ async def test_calendar_delete_keeps_a_bot_another_calendar_shares(
     bot = await get_bot(api, bot_id)
     assert bot["status"] == "scheduled" and bot["events"] == [ev_b["id"]]
 
+    # The organizer cancels; seen from the attendee's calendar alone (where Outlook keeps
+    # the meeting, marked isCancelled), the bot is cancelled.
+    world.cancel_event(ALICE, gid)
+    clock.advance(timedelta(minutes=5))
+    await worker.drain()
+    bot = await get_bot(api, bot_id)
+    assert (bot["status"], bot["status_reason"]) == ("cancelled", "event_cancelled")
+
 
 async def test_disconnect_cancels_and_reconnect_restores(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any, platform: str
 ) -> None:
-    from tests.sync.helpers import Connector
-
     world.add_user(ALICE, name="Alice")
     world.create_event(ALICE, meeting("1:1", "2026-11-03T10:00:00Z", "2026-11-03T10:30:00Z"))
-    conn = Connector(api, world)
+    conn = Connector(api, world, platform)
     cid = await conn.connect(ALICE)
     await worker.drain()
     ev = await event_of(api, cid, "1:1")
     bot_id = (await schedule(api, ev["id"], "one-on-one")).json()["bots"][0]["bot_id"]
 
-    world.revoke(conn.refresh_tokens[ALICE])
+    world.revoke(conn.refresh_tokens[ALICE])  # every token of the grant, rotated ones too
     runtime.tokens.drop_calendar(cid)  # the cached access token would still work
     clock.advance(timedelta(minutes=5))
     await worker.drain()
@@ -232,13 +250,13 @@ async def test_disconnect_cancels_and_reconnect_restores(
 
 
 async def test_moved_into_the_past_and_back_regains_its_bot(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, platform: str
 ) -> None:
     world.add_user(ALICE, name="Alice")
     gid = world.create_event(
         ALICE, meeting("Retro", "2026-11-02T15:00:00Z", "2026-11-02T16:00:00Z")
     )["id"]
-    [cid] = await connect(api, world, ALICE)
+    [cid] = await connect(api, world, ALICE, platform=platform)
     await worker.drain()
     ev = await event_of(api, cid, "Retro")
     bot_id = (await schedule(api, ev["id"], "retro")).json()["bots"][0]["bot_id"]
@@ -257,13 +275,19 @@ async def test_moved_into_the_past_and_back_regains_its_bot(
 
 
 async def test_a_launched_bots_event_moved_to_a_later_day_gets_a_fresh_bot(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, receiver: Receiver, secret: str
+    api: httpx.AsyncClient,
+    world: Any,
+    worker: Any,
+    clock: Any,
+    receiver: Receiver,
+    secret: str,
+    platform: str,
 ) -> None:
     world.add_user(ALICE, name="Alice")
     gid = world.create_event(
         ALICE, meeting("Weekly", "2026-11-02T10:00:00Z", "2026-11-02T10:30:00Z")
     )["id"]
-    [cid] = await connect(api, world, ALICE)
+    [cid] = await connect(api, world, ALICE, platform=platform)
     await worker.drain()
     ev = await event_of(api, cid, "Weekly")
     first = (await schedule(api, ev["id"], "weekly")).json()["bots"][0]["bot_id"]
@@ -298,11 +322,12 @@ async def test_endpoint_filtering_bot_dispatch_only(
     runtime: Any,
     tenant: Any,
     receiver: Receiver,
+    platform: str,
 ) -> None:
     await add_endpoint(runtime, tenant.tenant_id, event_types=["bot.dispatch"])
     world.add_user(ALICE, name="Alice")
     world.create_event(ALICE, meeting("Standup", "2026-11-02T09:30:00Z", "2026-11-02T09:45:00Z"))
-    [cid] = await connect(api, world, ALICE)
+    [cid] = await connect(api, world, ALICE, platform=platform)
     await worker.drain()
     ev = await event_of(api, cid, "Standup")
     await schedule(api, ev["id"], "standup")

@@ -35,6 +35,8 @@ async def google(runtime: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+# Google only: it drives Google's push channel and ping headers (Graph change
+# notifications are a different protocol, tested on their own).
 async def test_a_moved_meeting_moves_its_bot_on_the_ping(
     api: httpx.AsyncClient,
     world: Any,
