@@ -14,6 +14,10 @@ from sqlalchemy.ext.asyncio import (
 
 from showup.config import Settings
 
+# How long a transaction may wait for SQLite's one connection (and, from another process,
+# for the write lock: ``busy_timeout``), in seconds.
+SQLITE_WAIT = 60
+
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """Create the async engine for ``url``.
@@ -21,12 +25,22 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
     SQLite: WAL journal, foreign keys on, and every transaction opened with
     ``BEGIN IMMEDIATE`` so that there is exactly one writer at a time and a reader never
     has to upgrade a stale snapshot to a write lock (which fails at once, without waiting).
+
+    Since every transaction takes the write lock, a second connection in this process
+    could only wait for it, and SQLite waits by sleeping and retrying (1, 2, 5, … up to
+    100 ms between tries), so under load a newcomer overtakes transactions that have
+    waited for seconds. A file database therefore gets ONE connection, which the pool
+    lends to the waiting transactions in turn, each as soon as the one before it ends.
+    Other processes (a separate worker) still meet SQLite's busy handler.
     """
     if url.startswith("sqlite"):
+        memory = ":memory:" in url or "mode=memory" in url
         engine = create_async_engine(
             url,
             echo=echo,
-            connect_args={"timeout": 60, "isolation_level": None},
+            connect_args={"timeout": SQLITE_WAIT, "isolation_level": None},
+            # An in-memory database keeps SQLAlchemy's own pool (one connection as well).
+            **({} if memory else {"pool_size": 1, "max_overflow": 0, "pool_timeout": SQLITE_WAIT}),
         )
         _configure_sqlite(engine)
         return engine
@@ -44,7 +58,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_WAIT * 1000}")
         cur.close()
 
     @event.listens_for(sync_engine, "begin")

@@ -1,0 +1,92 @@
+"""SQLite engine: one connection per process, lent to transactions in turn.
+
+Every SQLite transaction is ``BEGIN IMMEDIATE`` (the write lock), so a second connection
+could only wait inside SQLite's busy handler, which sleeps and retries and lets newcomers
+overtake. The engine's pool holds one connection instead: transactions queue in the
+process, and each gets the connection as soon as the one before it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from showup.db.engine import make_engine, make_sessionmaker
+
+
+async def _spin() -> None:
+    """Let started tasks run until they wait (a few event-loop passes; no clock)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def _table(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE log (name TEXT)"))
+
+
+async def test_transactions_wait_for_the_one_connection_in_turn(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}")
+    sessions = make_sessionmaker(engine)
+    await _table(engine)
+    inside, release = asyncio.Event(), asyncio.Event()
+    order: list[str] = []
+    held: list[int] = []
+
+    async def tx(name: str, hold: bool = False) -> None:
+        async with sessions() as session:
+            await session.execute(text("INSERT INTO log VALUES (:n)"), {"n": name})
+            held.append(engine.pool.checkedout())  # type: ignore[attr-defined]
+            order.append(name)
+            if hold:
+                inside.set()
+                await release.wait()
+            await session.commit()
+
+    try:
+        first = asyncio.create_task(tx("a", hold=True))
+        await inside.wait()
+        second = asyncio.create_task(tx("b"))
+        await _spin()
+        third = asyncio.create_task(tx("c"))
+        await _spin()
+        assert order == ["a"]  # b and c wait in the process, not in SQLite
+        release.set()
+        await asyncio.gather(first, second, third)
+        assert order == ["a", "b", "c"]
+        assert held == [1, 1, 1]
+        async with sessions() as session:
+            assert (await session.execute(text("SELECT count(*) FROM log"))).scalar() == 3
+    finally:
+        await engine.dispose()
+
+
+async def test_many_concurrent_transactions_all_commit(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'many.db'}")
+    sessions = make_sessionmaker(engine)
+    await _table(engine)
+
+    async def tx(i: int) -> None:
+        async with sessions() as session:
+            await session.execute(text("INSERT INTO log VALUES (:n)"), {"n": str(i)})
+            await asyncio.sleep(0)  # another task runs while this one holds the lock
+            await session.commit()
+
+    try:
+        await asyncio.gather(*(tx(i) for i in range(50)))
+        async with sessions() as session:
+            assert (await session.execute(text("SELECT count(*) FROM log"))).scalar() == 50
+    finally:
+        await engine.dispose()
+
+
+async def test_an_in_memory_database_keeps_its_own_pool() -> None:
+    engine = make_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        async with engine.begin() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
