@@ -29,6 +29,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "1,000 calendars x 200 events from the emulator through the full sync into SQLite, "
         "against google-api-python-client merely paging the same data",
     ),
+    "push-latency": Benchmark(
+        "bench.push_latency",
+        "1,000 calendars with push channels and bots: change in the emulator to the "
+        "tenant's bot.updated / bot.cancelled / calendar.sync_events webhook, p50/p99/max",
+    ),
 }
 
 
