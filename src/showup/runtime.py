@@ -25,20 +25,34 @@ from showup.webhooks.outbound import Outbound
 class Notifier:
     """Wakes an in-process worker early (e.g. a new calendar wants its first sync now).
 
+    ``notify()`` asks the worker to look at every job kind. ``notify("sync:google_calendar")``
+    names the kinds that may have new work (a kind's name, or the part before its ``:``,
+    e.g. ``"sync"`` for every provider's), so that a push notification costs a claim of its
+    sync kind only, not one of every kind (on SQLite each claim is a write transaction).
+
     Only a latency optimisation: the database stays the schedule, so a worker in another
     process finds the same work on its next poll.
     """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._kinds: set[str] | None = set()  # named since the last wait; None: every kind
 
-    def notify(self) -> None:
+    def notify(self, *kinds: str) -> None:
+        if not kinds:
+            self._kinds = None
+        elif self._kinds is not None:
+            self._kinds.update(kinds)
         self._event.set()
 
-    async def wait(self, seconds: float) -> None:
+    async def wait(self, seconds: float) -> frozenset[str] | None:
+        """Until notified, or ``seconds``. Returns the kinds named since the last wait, or
+        None for every kind (a notification that named none, or no notification)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), seconds)
         self._event.clear()
+        kinds, self._kinds = self._kinds, set()
+        return frozenset(kinds) if kinds else None
 
 
 @dataclass

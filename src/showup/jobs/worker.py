@@ -9,8 +9,10 @@ tests call after moving a FakeClock; ``run_forever`` is the production loop.
 
 When ``run_forever`` claims a kind (see :meth:`Worker.run_forever` for the full rule):
 
-- every ``worker_idle_poll``, and when the in-process notifier fires: every kind, as
-  other processes (API, other workers) add work only through the database;
+- every ``worker_idle_poll``: every kind, as other processes (API, other workers) add
+  work only through the database;
+- when the in-process notifier fires: the kinds it names (a push notification names its
+  sync kind), or every kind if it names none;
 - at the kind's next due time (``JobKind.next_due``, asked whenever a claim came back
   with fewer rows than it had room for): so a bot launches at its join time, not up to a
   poll interval later;
@@ -167,12 +169,16 @@ class Worker:
         """Run jobs as they come due until ``stop`` is set, then wait for running jobs.
 
         Each pass claims only the kinds that may have due work: all of them every
-        ``worker_idle_poll`` and on a notification (work added by this process); a kind
-        whose next due time has come (known from its last claim); a kind whose last claim
-        was full and one of whose jobs has finished; the kinds fed by a kind one of whose
-        jobs has finished. Nothing is claimed later than the next poll.
+        ``worker_idle_poll``; on a notification (work added by this process), those it
+        names, or all of them if it names none; a kind whose next due time has come
+        (known from its last claim); a kind whose last claim was full and one of whose
+        jobs has finished; the kinds fed by a kind one of whose jobs has finished.
+        Nothing is claimed later than the next poll.
         """
         idle = self.rt.settings.worker_idle_poll.total_seconds()
+        loop = asyncio.get_running_loop()
+        # The next pass over every kind; notifications that name kinds do not move it.
+        full_at = loop.time() + idle
         names = [k.name for k in self.kinds]
         log.info("worker %s started", self.owner)
         wanted = set(names)
@@ -194,7 +200,9 @@ class Worker:
                     wanted.clear()
                     self._next_due.clear()
                 if poll is None:
-                    poll = asyncio.ensure_future(self.rt.notifier.wait(idle))
+                    poll = asyncio.ensure_future(
+                        self.rt.notifier.wait(max(0.0, full_at - loop.time()))
+                    )
                 polling: asyncio.Future[Any] = poll
                 wake_at = min(self._next_due.values(), default=None)
                 if wake_at != timer_at:
@@ -213,7 +221,12 @@ class Worker:
                 job_done.cancel()
                 if polling.done():
                     poll = None
-                    wanted.update(names)
+                    named = polling.result()
+                    if named is None or loop.time() >= full_at:
+                        wanted.update(names)
+                        full_at = loop.time() + idle
+                    else:
+                        wanted.update(n for n in names if n in named or n.split(":")[0] in named)
                 if timer is not None and timer.done():
                     timer, timer_at = None, None
                     now = self.rt.clock.now()

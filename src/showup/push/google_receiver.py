@@ -135,7 +135,7 @@ async def receive(rt: Runtime, limiter: SyncRequestLimiter, note: GoogleNotifica
             verdict = await _unknown(session, rt, note, now)
             await session.commit()
             if verdict == "stray":
-                rt.notifier.notify()
+                rt.notifier.notify("push")
             return verdict
         try:
             secret = rt.vault.open(row.tenant_id, row.secret_enc)
@@ -170,7 +170,7 @@ async def receive(rt: Runtime, limiter: SyncRequestLimiter, note: GoogleNotifica
     if not requested:
         return "coalesced"
     limiter.take(calendar_id, now)
-    rt.notifier.notify()
+    rt.notifier.notify(f"sync:{PLATFORM}")  # only this kind has new work
     return "requested"
 
 

@@ -164,7 +164,7 @@ async def receive(
             verdict = await _unknown(session, rt, channel_id, items, now)
             await session.commit()
             if verdict == "stray":
-                rt.notifier.notify()
+                rt.notifier.notify("push")
             return verdict
         try:
             secret: str | None = rt.vault.open(row.tenant_id, row.secret_enc)
@@ -185,8 +185,11 @@ async def receive(
             return "inactive"
         row.last_notification_at = now
         verdict = await _act(session, rt, limiter, row, calendar_id, mine, now)
+        renewal_due = row.renew_at is not None and row.renew_at <= now
         await session.commit()
-    if verdict in ("requested", "renew", "replaced"):
+    if verdict == "requested" and not renewal_due:
+        rt.notifier.notify(f"sync:{PLATFORM}")  # only this kind has new work
+    elif verdict in ("requested", "renew", "replaced"):
         rt.notifier.notify()
     return verdict
 
