@@ -29,6 +29,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "1,000 calendars x 200 events from the emulator through the full sync into SQLite, "
         "against google-api-python-client merely paging the same data",
     ),
+    "dispatch": Benchmark(
+        "bench.dispatch",
+        "5,000 bots due within one minute launched through the webhook launcher to a local "
+        "receiver, real clock: lateness p50/p99/max, none launched twice or missed",
+    ),
     "push-latency": Benchmark(
         "bench.push_latency",
         "1,000 calendars with push channels and bots: change in the emulator to the "

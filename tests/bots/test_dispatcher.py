@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import event
 
 from showup.bots.dispatch import DispatchOutcome
-from showup.bots.dispatcher import Dispatcher, _GroupRecorder, _Turns
+from showup.bots.dispatcher import LOOKAHEAD, Dispatcher, _GroupRecorder, _Turns
 from tests.bots.support import Receiver, all_bots, connect, event_of, meeting, schedule
 
 ALICE = "alice@example.com"
@@ -76,8 +76,9 @@ async def test_a_claimed_batch_launches_with_two_transactions(
     with counting_transactions(runtime) as begun:
         ids, due = await dispatcher.claim_next(runtime, "w", 10)
         assert len(ids) == 4
-        # Room to spare: the claim also tells the next join time, from its transaction.
-        assert due == JOIN + timedelta(hours=1)
+        # Room to spare: the claim also tells when to claim next, from its transaction:
+        # the next join time, less the look-ahead.
+        assert due == JOIN + timedelta(hours=1) - LOOKAHEAD
         results = await asyncio.gather(*(dispatcher.run(runtime, i, "w") for i in ids))
     assert {r.result for r in results} == {"dispatched"}
     assert sorted(r.bot_id for r in results) == sorted(ids)
@@ -88,6 +89,23 @@ async def test_a_claimed_batch_launches_with_two_transactions(
     assert sorted(r.json["data"]["bot_id"] for r in sent) == sorted(ids)
     launched = {b.id: b for b in await all_bots(runtime) if b.id in ids}
     assert {b.status for b in launched.values()} == {"dispatched"}
+
+
+async def test_run_forever_claims_a_little_ahead_and_launches_at_the_due_time(
+    runtime: Any, clock: Any, receiver: Receiver, bot_ids: list[str]
+) -> None:
+    dispatcher = Dispatcher(runtime)
+    clock.set(JOIN - LOOKAHEAD / 2)
+    receiver.requests.clear()
+    assert await dispatcher.claim(runtime, "w", 10) == []  # drain's claim: due now only
+    ids, due = await dispatcher.claim_next(runtime, "w", 10)
+    assert len(ids) == 4 and due == JOIN + timedelta(hours=1) - LOOKAHEAD
+    assert {b.status for b in await all_bots(runtime) if b.id in ids} == {"dispatching"}
+    assert receiver.of_type("bot.dispatch") == []  # claimed, prepared, not launched yet
+    # Each job waits for the join time (the FakeClock's sleep moves it there), then launches.
+    results = await asyncio.gather(*(dispatcher.run(runtime, i, "w") for i in ids))
+    assert {r.result for r in results} == {"dispatched"}
+    assert [r.at for r in receiver.of_type("bot.dispatch")] == [JOIN] * 4
 
 
 async def test_a_full_claim_does_not_look_ahead(

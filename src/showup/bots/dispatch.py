@@ -88,9 +88,16 @@ async def claim_bots(rt: Runtime, owner: str, limit: int) -> list[str]:
 
 
 async def claim(
-    session: AsyncSession, rt: Runtime, now: datetime, owner: str, limit: int
+    session: AsyncSession,
+    rt: Runtime,
+    now: datetime,
+    owner: str,
+    limit: int,
+    *,
+    due_by: datetime | None = None,
 ) -> list[str]:
-    """:func:`claim_bots` in the caller's transaction (one UPDATE: lease, status, attempt)."""
+    """:func:`claim_bots` in the caller's transaction (one UPDATE: lease, status, attempt);
+    with ``due_by``, bots due by then (the claimer launches each at its due time)."""
     return await claim_due(
         session,
         Bot,
@@ -106,6 +113,7 @@ async def claim(
             "last_attempt_at": now,
             "updated_at": now,
         },
+        due_by=due_by,
     )
 
 

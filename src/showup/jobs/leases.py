@@ -28,8 +28,10 @@ async def claim_due(
     limit: int,
     where: tuple[ColumnElement[bool], ...] = (),
     values: Mapping[str, Any] | None = None,
+    due_by: datetime | None = None,
 ) -> list[str]:
-    """Lease up to ``limit`` due rows of ``model`` to ``owner``; return their ids.
+    """Lease up to ``limit`` rows of ``model`` due by ``due_by`` (default: ``now``) to
+    ``owner``; return their ids.
 
     ``model`` must have ``id``, ``lease_owner`` and ``lease_expires_at`` columns; ``values``
     are set on the claimed rows by the same UPDATE as the lease. The caller commits,
@@ -41,7 +43,7 @@ async def claim_due(
         select(model.id)
         .where(
             due_col.is_not(None),
-            due_col <= now,
+            due_col <= (due_by or now),
             or_(model.lease_expires_at.is_(None), model.lease_expires_at < now),
             *where,
         )
