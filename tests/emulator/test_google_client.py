@@ -24,8 +24,12 @@ from tests.emulator.conftest import ALICE, timed
 @pytest.fixture
 def base_url(world: World) -> Iterator[str]:
     """Serve the app on 127.0.0.1:<ephemeral> in a thread. The socket is bound and
-    listening before the thread starts, so no readiness polling is needed."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening before the thread starts, so no readiness polling is needed.
+
+    ``IPPROTO_TCP`` matters: asyncio sets TCP_NODELAY on accepted connections only when the
+    listening socket says it is TCP; without it each keep-alive response (headers and body
+    written separately) waits ~40 ms for the client's delayed ACK."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     port = sock.getsockname()[1]
