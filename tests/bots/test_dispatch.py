@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from showup.bots import dispatch
 from showup.bots.dispatch import claim_bots, dispatch_bot
 from showup.jobs.worker import Worker
 from showup.launchers.base import LaunchRequest
@@ -125,6 +126,33 @@ async def test_timeouts_until_the_deadline_then_failed_and_announced(
     [failed] = receiver.of_type("bot.failed")
     data = verify(secret, failed)["data"]
     assert data["id"] == bot_id and data["status"] == "failed" and "timeout" in data["error"]
+
+
+async def test_a_retry_due_in_the_last_second_is_made_the_try_at_the_deadline(
+    api: httpx.AsyncClient,
+    worker: Any,
+    clock: Any,
+    receiver: Receiver,
+    bot_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The jitter puts the retry half a second before the deadline. No retry comes sooner
+    # than a second after a try, so from there none would be left for the deadline: the
+    # retry is the last try, at the deadline.
+    deadline = JOIN + timedelta(minutes=5)
+    monkeypatch.setattr(
+        dispatch, "backoff", lambda attempt, **_: deadline - JOIN - timedelta(milliseconds=500)
+    )
+    receiver.answer(TIMEOUT, TIMEOUT)
+    clock.set(JOIN)
+    await worker.drain()
+    bot = await get_bot(api, bot_id)
+    assert (bot["status"], at(bot["next_attempt_at"])) == ("dispatching", deadline)
+    clock.set(deadline)
+    await worker.drain()
+    bot = await get_bot(api, bot_id)
+    assert (bot["status"], bot["status_reason"]) == ("failed", "deadline_passed")
+    assert [r.at for r in dispatches(receiver)] == [JOIN, deadline]
 
 
 async def test_a_refusal_fails_at_once(

@@ -282,6 +282,11 @@ def _apply(
             error = f"gave up at the deadline; last error: {outcome.reason}"
             _settle(bot, now, status="failed", reason="deadline_passed", error=error)
             return DispatchOutcome(bot.id, "failed", attempt, error)
+    elif bot.deadline - next_at < _MIN_RETRY:
+        # Too close to the deadline for another try after this one (none comes sooner than
+        # _MIN_RETRY): make this one the last try, at the deadline (later, so a Retry-After
+        # still holds), rather than leave the deadline's last second untried.
+        next_at = bot.deadline
     bot.error = outcome.reason
     bot.next_attempt_at = next_at
     bot.lease_owner = bot.lease_expires_at = None
