@@ -128,6 +128,11 @@ def build_runtime(
         headers={"User-Agent": "showup/0.1"},
     )
     clock = clock or SystemClock()
+    # Tenant URLs go through a client that connects only to addresses the SSRF policy
+    # allows, resolved by ``outbound``'s resolver (DNS rebinding; webhooks/outbound.py).
+    outbound = Outbound()
+    if webhook_transport is None:
+        webhook_transport = outbound.transport(settings)
     return Runtime(
         settings=settings,
         clock=clock,
@@ -142,4 +147,5 @@ def build_runtime(
             follow_redirects=False,
             headers={"User-Agent": "showup-webhooks/0.1"},
         ),
+        outbound=outbound,
     )

@@ -10,8 +10,9 @@ every enabled endpoint of the tenant subscribed to ``bot.dispatch``:
   ``dispatch_<bot id>`` on every attempt of the bot, so a receiver can deduplicate
   retries, crashes and racing workers by either;
 - every URL is re-checked by the SSRF guard right before the call (DNS may have been
-  rebound), redirects are not followed, and the exchange is bounded by
-  ``bot_launch_timeout``.
+  rebound), and the client connects only to addresses the guard allows (it resolves
+  again when connecting; ``security/egress.py``); redirects are not followed, and the
+  exchange is bounded by ``bot_launch_timeout``.
 
 What counts as dispatched: **a 2xx from at least one endpoint** (it took the job; a
 receiver's JSON ``vendor_bot_id``/``bot_id``/``id`` is kept as ``vendor_bot_id``).
@@ -193,6 +194,11 @@ class WebhookLauncher:
                     status = response.status_code
                     retry_after = parse_retry_after(response.headers.get("retry-after"), now=at)
                     vendor = _vendor_id(await _read(response)) if 200 <= status < 300 else None
+        except UrlRejected as exc:
+            # The client's own lookup, when it connected, found an address the guard
+            # refuses (security/egress.py): the same error as a refused re-check. First,
+            # since it is an httpx error too.
+            return _Result(ep.id, None, f"url:{exc.code}", None, None)
         except (TimeoutError, httpx.TimeoutException):
             return _Result(ep.id, None, "timeout", None, None)
         except httpx.HTTPError as exc:

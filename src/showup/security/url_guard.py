@@ -13,12 +13,13 @@ services (OWASP API7:2023). This module refuses such URLs in two steps:
    not allowed (an attacker controls which record a client picks).
 
 Call :func:`resolve_and_check` when a URL is stored **and again before every delivery**:
-DNS answers change (DNS rebinding: public at creation, ``10.0.0.1`` at delivery). Even
-then a window remains between our lookup and the HTTP client's own; delivery code should
-connect to the checked address (pin it) or re-check immediately before each attempt, and
-check the connected peer with :func:`check_address` where the client exposes it. Redirects
-must not be followed (the spec treats 3xx as failure anyway). The spec's further advice,
-an egress proxy such as smokescreen and an isolated subnet, is deployment's job.
+DNS answers change (DNS rebinding: public at creation, ``10.0.0.1`` at delivery). A
+re-check alone leaves a window: an HTTP client that resolves the name again when it
+connects may get another answer. So the client for tenant URLs
+(:mod:`showup.security.egress`) resolves through :func:`resolve_host` itself, with the
+same policy, and connects only to an address it vetted. Redirects must not be followed
+(the spec treats 3xx as failure anyway). The spec's further advice, an egress proxy such
+as smokescreen and an isolated subnet, is deployment's job.
 
 Error messages never repeat the URL: it may hold credentials or tokens.
 """
@@ -46,6 +47,8 @@ __all__ = [
     "check_url_syntax",
     "classify_address",
     "resolve_and_check",
+    "resolve_host",
+    "system_resolver",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -354,17 +357,15 @@ def check_url_syntax(url: str, policy: UrlPolicy) -> ParsedUrl:
     host, ip = _parse_host(host_text, bracketed)
     port = _parse_port(port_text, parts.scheme)
 
-    loopback_name = _is_loopback_name(host)
-    if loopback_name and not policy.allow_http_loopback:
-        raise UrlRejected("host_not_allowed", "localhost is not allowed")
-    if host.removesuffix(".") in _METADATA_HOSTS and not policy.allow_metadata:
-        raise UrlRejected("host_not_allowed", "cloud metadata hosts are not allowed")
+    _check_host_name(host, policy)
     if ip is not None:
         check_address(ip, policy)
 
     scheme: Literal["http", "https"] = "https" if parts.scheme == "https" else "http"
     if scheme == "http":
-        is_loopback = loopback_name or (ip is not None and classify_address(ip) == "loopback")
+        is_loopback = _is_loopback_name(host) or (
+            ip is not None and classify_address(ip) == "loopback"
+        )
         if not (policy.allow_http_loopback and is_loopback):
             raise UrlRejected(
                 "scheme_not_allowed", "URL must use https (http only to loopback in development)"
@@ -372,7 +373,8 @@ def check_url_syntax(url: str, policy: UrlPolicy) -> ParsedUrl:
     return ParsedUrl(url=url, scheme=scheme, host=host, port=port, ip=ip)
 
 
-async def _system_resolver(host: str, port: int) -> list[str]:
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The system's answer for ``host`` (``loop.getaddrinfo``): IPv4 and IPv6 addresses."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [
@@ -382,30 +384,46 @@ async def _system_resolver(host: str, port: int) -> list[str]:
     ]
 
 
-async def resolve_and_check(
-    url: str, policy: UrlPolicy, *, resolver: Resolver | None = None
-) -> list[IPAddress]:
-    """Check ``url`` and every address its host resolves to; return those addresses.
+def _check_host_name(host: str, policy: UrlPolicy) -> None:
+    if _is_loopback_name(host) and not policy.allow_http_loopback:
+        raise UrlRejected("host_not_allowed", "localhost is not allowed")
+    if host.removesuffix(".") in _METADATA_HOSTS and not policy.allow_metadata:
+        raise UrlRejected("host_not_allowed", "cloud metadata hosts are not allowed")
 
-    Any refused address refuses the URL: the HTTP client may pick any record, and an
-    attacker can publish one public and one private. Call again before every delivery
-    (DNS rebinding; see the module docstring). ``resolver`` defaults to the system
-    resolver through ``loop.getaddrinfo``; tests pass a fake. Add a timeout around the
-    call if the caller needs one.
+
+async def resolve_host(
+    host: str,
+    port: int,
+    policy: UrlPolicy,
+    *,
+    resolver: Resolver | None = None,
+    loopback_only: bool = False,
+) -> list[IPAddress]:
+    """The addresses ``host`` stands for, each one allowed by ``policy``, in resolver order.
+
+    ``host`` is what an HTTP client connects to: a name, or a literal IPv4 or (unbracketed)
+    IPv6 address, which is checked without a lookup. ``loopback_only`` is the rule for
+    plain ``http``: every address must be loopback. Any refused address refuses the host.
 
     Raises:
-        UrlRejected: as :func:`check_url_syntax`, or ``unresolvable`` (no answer, lookup
-            error, or an answer that is not an IP address), or ``private_address``, or
-            ``scheme_not_allowed`` when an ``http`` URL resolves to anything but loopback.
+        UrlRejected: ``host_not_allowed`` (localhost or a metadata name the policy bans),
+            ``unresolvable``, ``private_address``, or ``scheme_not_allowed`` (an address
+            that is allowed but not loopback, with ``loopback_only``).
     """
-    parsed = check_url_syntax(url, policy)
-    if parsed.ip is not None:
-        return [parsed.ip]
-    resolve: Resolver = resolver or _system_resolver
+    host = host.lower()
     try:
-        answers = await resolve(parsed.host, parsed.port)
-    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
-        raise UrlRejected("unresolvable", "host name could not be resolved") from exc
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        answers = [str(literal)]
+    else:
+        _check_host_name(host, policy)
+        resolve: Resolver = resolver or system_resolver
+        try:
+            answers = await resolve(host, port)
+        except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+            raise UrlRejected("unresolvable", "host name could not be resolved") from exc
 
     addresses: list[IPAddress] = []
     for text in answers:
@@ -427,6 +445,34 @@ async def resolve_and_check(
             raise UrlRejected(
                 "private_address", f"host resolves to a {kind.replace('_', '-')} address"
             )
-        if parsed.scheme == "http" and kind != "loopback":
+        if loopback_only and kind != "loopback":
             raise UrlRejected("scheme_not_allowed", "http is only allowed to loopback addresses")
     return addresses
+
+
+async def resolve_and_check(
+    url: str, policy: UrlPolicy, *, resolver: Resolver | None = None
+) -> list[IPAddress]:
+    """Check ``url`` and every address its host resolves to; return those addresses.
+
+    Any refused address refuses the URL: the HTTP client may pick any record, and an
+    attacker can publish one public and one private. Call again before every delivery
+    (DNS rebinding; see the module docstring). ``resolver`` defaults to the system
+    resolver through ``loop.getaddrinfo``; tests pass a fake. Add a timeout around the
+    call if the caller needs one.
+
+    Raises:
+        UrlRejected: as :func:`check_url_syntax`, or ``unresolvable`` (no answer, lookup
+            error, or an answer that is not an IP address), or ``private_address``, or
+            ``scheme_not_allowed`` when an ``http`` URL resolves to anything but loopback.
+    """
+    parsed = check_url_syntax(url, policy)
+    if parsed.ip is not None:
+        return [parsed.ip]
+    return await resolve_host(
+        parsed.host,
+        parsed.port,
+        policy,
+        resolver=resolver,
+        loopback_only=parsed.scheme == "http",
+    )
