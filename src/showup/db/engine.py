@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from showup.config import Settings
+from showup.db import sqlite_adapter
 
 # How long a transaction may wait for SQLite's one connection (and, from another process,
 # for the write lock: ``busy_timeout``), in seconds.
@@ -32,12 +33,16 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
     waited for seconds. A file database therefore gets ONE connection, which the pool
     lends to the waiting transactions in turn, each as soon as the one before it ends.
     Other processes (a separate worker) still meet SQLite's busy handler.
+
+    Statements go through :mod:`showup.db.sqlite_adapter`: one call on aiosqlite's thread
+    per statement, ``BEGIN IMMEDIATE`` sent along with a transaction's first statement.
     """
     if url.startswith("sqlite"):
         memory = ":memory:" in url or "mode=memory" in url
         engine = create_async_engine(
             url,
             echo=echo,
+            module=sqlite_adapter.dbapi(),
             connect_args={"timeout": SQLITE_WAIT, "isolation_level": None},
             # An in-memory database keeps SQLAlchemy's own pool (one connection as well).
             **({} if memory else {"pool_size": 1, "max_overflow": 0, "pool_timeout": SQLITE_WAIT}),
@@ -61,9 +66,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_WAIT * 1000}")
         cur.close()
 
-    @event.listens_for(sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    event.listen(sync_engine, "begin", sqlite_adapter.begin_immediate)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
