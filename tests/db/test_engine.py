@@ -9,12 +9,18 @@ process, and each gets the connection as soon as the one before it ends.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from showup.db.engine import make_engine, make_sessionmaker
+from showup.db.engine import (
+    SQLITE_PAGE_SIZE,
+    SQLITE_WAL_AUTOCHECKPOINT,
+    make_engine,
+    make_sessionmaker,
+)
 
 
 async def _spin() -> None:
@@ -88,5 +94,48 @@ async def test_an_in_memory_database_keeps_its_own_pool() -> None:
     try:
         async with engine.begin() as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+async def _pragma(engine: AsyncEngine, name: str) -> object:
+    async with engine.connect() as conn:
+        value = (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+        await conn.commit()
+        return value
+
+
+async def test_a_new_database_gets_8k_pages_and_a_larger_checkpoint_interval(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+    try:
+        await _table(engine)
+        assert await _pragma(engine, "page_size") == SQLITE_PAGE_SIZE == 8192
+        assert await _pragma(engine, "journal_mode") == "wal"
+        assert await _pragma(engine, "wal_autocheckpoint") == SQLITE_WAL_AUTOCHECKPOINT
+    finally:
+        await engine.dispose()
+
+
+async def test_an_existing_database_keeps_its_page_size(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE log (name TEXT)")
+    old.execute("INSERT INTO log VALUES ('before')")
+    old.commit()
+    old.close()
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    sessions = make_sessionmaker(engine)
+    try:
+        assert await _pragma(engine, "page_size") == 4096
+        async with sessions() as session:
+            await session.execute(text("INSERT INTO log VALUES ('after')"))
+            await session.commit()
+        async with sessions() as session:
+            names = (await session.execute(text("SELECT name FROM log ORDER BY name"))).all()
+            assert names == [("after",), ("before",)]
     finally:
         await engine.dispose()

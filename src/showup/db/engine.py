@@ -19,6 +19,16 @@ from showup.db import sqlite_adapter
 # for the write lock: ``busy_timeout``), in seconds.
 SQLITE_WAIT = 60
 
+# SQLite settings for event-sized rows (about 2.6 KB: a 4 KiB page holds one). Measured
+# with raw sqlite3, 100k event rows in 200-row transactions: 8 KiB pages make the file 30 %
+# smaller (433 -> 302 MB); with both settings SQLite's CPU per row fell from 62-66 to
+# 49-52 us. The page size applies to new databases only.
+SQLITE_PAGE_SIZE = 8192
+# Checkpoint every 10,000 WAL pages instead of SQLite's 1,000: fewer, larger checkpoints,
+# each copying a hot page (index pages) once. The WAL file grows to about that size
+# (80 MiB with 8 KiB pages) and stays so after a checkpoint.
+SQLITE_WAL_AUTOCHECKPOINT = 10_000
+
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """Create the async engine for ``url``.
@@ -60,8 +70,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
+        # Takes effect on a new, empty database only, so before its first write (switching
+        # to WAL is one); an existing database keeps its page size.
+        cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_WAIT * 1000}")
         cur.close()
