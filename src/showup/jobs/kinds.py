@@ -22,7 +22,7 @@ from showup.jobs.leases import claim_due, next_due
 from showup.push.job import claim_channels, run_channel
 from showup.push.schedule import reset_requests
 from showup.runtime import Runtime
-from showup.webhooks.delivery import claim_deliveries, deliver
+from showup.webhooks.delivery import Deliverer
 
 Claim = Callable[[Runtime, str, int], Coroutine[Any, Any, list[str]]]
 Run = Callable[[Runtime, str, str], Coroutine[Any, Any, object]]
@@ -105,13 +105,17 @@ def default_kinds(rt: Runtime) -> list[JobKind]:
 
 
 def _webhook_kind(rt: Runtime) -> JobKind:
+    # Claims prepare the deliveries they take and tell the next due time; attempts are
+    # recorded in groups (webhooks/delivery.py, Deliverer).
+    deliverer = Deliverer(rt)
     return JobKind(
         name="webhooks",
         concurrency=rt.settings.webhook_concurrency,
-        claim=claim_deliveries,
-        run=deliver,
-        # As claim_deliveries.
+        claim=deliverer.claim,
+        run=deliverer.run,
+        # Over the claim's rows (the bots kind's pattern: claim_next tells it to run_forever).
         next_due=_next_due(WebhookDelivery.next_attempt_at, WebhookDelivery.status == "pending"),
+        claim_next=deliverer.claim_next,
     )
 
 

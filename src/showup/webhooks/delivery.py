@@ -1,17 +1,39 @@
-"""The delivery job: send one due delivery, record the attempt, schedule what comes next.
+"""The delivery job: send due deliveries, record each attempt, schedule what comes next.
 
-The worker claims due deliveries under a lease (``claim_deliveries``; DESIGN invariant 1)
-and runs :func:`deliver` for each. One run is three steps, and no database transaction
-stays open across the HTTP call (on SQLite that would hold the single writer lock):
+Deliveries are claimed under a lease (DESIGN invariant 1). One attempt is three steps, and
+no database transaction stays open across the HTTP call (on SQLite that would hold the
+single writer lock):
 
-1. read the delivery, its message and its target; open the signing secrets;
-2. re-check the URL with the SSRF guard (DNS may have been rebound since creation), then
-   POST the stored payload bytes with Standard Webhooks headers (``webhook-id`` = message
-   id, stable across retries; ``webhook-timestamp`` per attempt; signatures by the current
-   secret and, during a rotation's grace period, the previous one). Redirects are not
-   followed; at most 1 KB of the response is read, and only kept as a snippet;
-3. record the attempt and apply ``policy.decide`` (see its table): delivered, retry at a
-   time, failed, or gone (410: disable the endpoint and cancel its queue).
+1. **prepare**: read the delivery, its message and its target; open the signing secrets.
+   A delivery whose endpoint was disabled meanwhile is cancelled here;
+2. **attempt**: re-check the URL with the SSRF guard (DNS may have been rebound since
+   creation), then POST the stored payload bytes with Standard Webhooks headers
+   (``webhook-id`` = message id, stable across retries; ``webhook-timestamp`` and the
+   signatures per attempt, by the current secret and, during a rotation's grace period,
+   the previous one). Redirects are not followed; at most 1 KB of the response is read,
+   and only kept as a snippet;
+3. **record**, fenced on the lease: the attempt is stored, and ``policy.decide`` (see its
+   table) moves the delivery on: delivered, retry at a time, failed, or gone (410: disable
+   the endpoint and cancel its queue). A delivery that is no longer ours (re-claimed after
+   our lease ran out, or cancelled) keeps its state; the attempt is recorded anyway.
+
+:func:`deliver` takes each step in its own transaction. The worker's ``webhooks`` kind
+runs the same steps through :class:`Deliverer`, which shares transactions the way the
+bots dispatcher does (``bots/dispatcher.py``), since on SQLite every transaction takes the
+single write lock and a burst of changes brings a burst of deliveries:
+
+- **claim and prepare together**: the claim's transaction also prepares every claimed
+  delivery (one query for deliveries, messages and endpoints) and, when the claim had
+  room to spare, finds when the next one is due (the worker sleeps until then). A job
+  then posts without a transaction of its own;
+- **record in groups**: attempts are recorded by whichever job gets the turn first, with
+  every attempt waiting at that moment, in one transaction. A lone attempt is written at
+  once; under a burst, the groups grow by themselves. Should a group fail, its attempts
+  are written one by one, so one bad row fails only its own job.
+
+A bug of ours (or an unreadable secret) must neither stop the worker nor leave the row to
+be re-claimed every lease period forever: it counts as a failed attempt with error
+``internal_error`` and follows the retry policy.
 
 Neither secrets nor target URLs (which may carry tokens) are logged or stored in errors.
 """
@@ -21,11 +43,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 import httpx
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from showup.db.webhook_models import (
@@ -34,7 +58,7 @@ from showup.db.webhook_models import (
     WebhookEndpoint,
     WebhookMessage,
 )
-from showup.jobs.leases import claim_due
+from showup.jobs.leases import claim_due, next_due
 from showup.runtime import Runtime
 from showup.security.url_guard import UrlRejected
 from showup.webhooks.endpoints import disable_endpoint, signing_secrets, tenant_secret
@@ -60,6 +84,13 @@ class _Target:
 
 
 @dataclass(frozen=True, slots=True)
+class _Broken:
+    """Preparing the attempt failed (a bug of ours, a secret that does not open)."""
+
+    delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptResult:
     at: datetime
     status_code: int | None
@@ -78,92 +109,231 @@ class DeliveryOutcome:
     next_attempt_at: datetime | None = None
 
 
-async def claim_deliveries(rt: Runtime, owner: str, limit: int) -> list[str]:
-    """Lease up to ``limit`` pending deliveries whose ``next_attempt_at`` has passed."""
-    async with rt.sessions() as session:
-        ids = await claim_due(
-            session,
-            WebhookDelivery,
-            WebhookDelivery.next_attempt_at,
-            now=rt.clock.now(),
-            owner=owner,
-            lease=rt.settings.lease_duration,
-            limit=limit,
-            where=(WebhookDelivery.status == "pending",),
+# What a claimed delivery's job starts from: an attempt to make, an attempt that failed
+# before the POST, or the outcome already (skipped, cancelled).
+_Prepared = _Target | _Broken | DeliveryOutcome
+_Recorded = tuple[str, AttemptResult]  # delivery id, its attempt
+_Queued = tuple[str, _Recorded, "asyncio.Future[DeliveryOutcome]"]  # owner, attempt, result
+
+
+def _internal_error(rt: Runtime) -> AttemptResult:
+    return AttemptResult(rt.clock.now(), None, "internal_error", None, None, None)
+
+
+# ---- the steps, over a caller's session -----------------------------------------------
+
+
+async def claim(
+    session: AsyncSession, rt: Runtime, now: datetime, owner: str, limit: int
+) -> list[str]:
+    """Lease up to ``limit`` pending deliveries due by ``now``, in the caller's transaction."""
+    return await claim_due(
+        session,
+        WebhookDelivery,
+        WebhookDelivery.next_attempt_at,
+        now=now,
+        owner=owner,
+        lease=rt.settings.lease_duration,
+        limit=limit,
+        where=(WebhookDelivery.status == "pending",),
+    )
+
+
+async def prepare(
+    session: AsyncSession, rt: Runtime, now: datetime, delivery_ids: Sequence[str], owner: str
+) -> dict[str, _Prepared]:
+    """What each delivery's attempt needs, or its outcome when it must not be attempted:
+    not ``owner``'s (skipped), or its endpoint disabled (cancelled, written here)."""
+    rows = (
+        await session.execute(
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.tenant_id,
+                WebhookDelivery.message_id,
+                WebhookDelivery.endpoint_id,
+                WebhookDelivery.target_url,
+                WebhookDelivery.lease_owner,
+                WebhookDelivery.status,
+                WebhookMessage.payload,
+                WebhookEndpoint,
+            )
+            .join(WebhookMessage, WebhookMessage.id == WebhookDelivery.message_id)
+            .outerjoin(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(WebhookDelivery.id.in_(delivery_ids))
         )
-        await session.commit()
-    return ids
+    ).all()
+    out: dict[str, _Prepared] = {}
+    cancelled: list[str] = []
+    tenant_secrets: dict[str, str] = {}
+    for (
+        d_id,
+        tenant_id,
+        message_id,
+        endpoint_id,
+        target_url,
+        lease_owner,
+        status,
+        payload,
+        ep,
+    ) in rows:
+        if lease_owner != owner or status != "pending":
+            out[d_id] = DeliveryOutcome(d_id, "skipped")
+            continue
+        if endpoint_id is not None and (ep is None or ep.disabled):
+            cancelled.append(d_id)
+            out[d_id] = DeliveryOutcome(d_id, "cancelled", error="endpoint_disabled")
+            continue
+        try:
+            if ep is not None:
+                url = ep.url
+                secrets = signing_secrets(ep, rt.vault, now)
+            else:
+                assert target_url is not None  # the has_target check constraint
+                url = target_url
+                if tenant_id not in tenant_secrets:
+                    tenant_secrets[tenant_id] = await tenant_secret(
+                        session, rt.vault, tenant_id, now
+                    )
+                secrets = [tenant_secrets[tenant_id]]
+        except Exception:
+            log.exception("webhook delivery %s could not be prepared", d_id)
+            out[d_id] = _Broken(d_id)
+            continue
+        out[d_id] = _Target(
+            delivery_id=d_id,
+            tenant_id=tenant_id,
+            message_id=message_id,
+            endpoint_id=endpoint_id,
+            url=url,
+            body=payload.encode("utf-8"),
+            secrets=secrets,
+        )
+    if cancelled:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(cancelled))
+            .values(
+                status="cancelled",
+                next_attempt_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error="endpoint_disabled",
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    for d_id in delivery_ids:  # gone with its message (the FK cascades): nothing to send
+        out.setdefault(d_id, DeliveryOutcome(d_id, "skipped"))
+    return out
 
 
-async def deliver(rt: Runtime, delivery_id: str, owner: str) -> DeliveryOutcome:
-    """Attempt one claimed delivery; the worker's job body for kind ``webhooks``.
-
-    A bug of ours (or an unreadable secret) must neither stop the worker nor leave the
-    row to be re-claimed every lease period forever: it counts as a failed attempt with
-    error ``internal_error`` and follows the retry policy.
-    """
-    try:
-        return await _deliver(rt, delivery_id, owner)
-    except Exception:
-        log.exception("webhook delivery %s failed unexpectedly", delivery_id)
-        failure = AttemptResult(rt.clock.now(), None, "internal_error", None, None, None)
-        async with rt.sessions() as session:
-            outcome = await _record(session, rt, delivery_id, failure, owner)
-            await session.commit()
-        return outcome
-
-
-async def _deliver(rt: Runtime, delivery_id: str, owner: str) -> DeliveryOutcome:
-    async with rt.sessions() as session:
-        target = await _load(session, rt, delivery_id, owner)
-        await session.commit()
-    if isinstance(target, DeliveryOutcome):
-        return target
-    result = await _attempt(rt, target)
-    async with rt.sessions() as session:
-        outcome = await _record(session, rt, target.delivery_id, result, owner)
-        await session.commit()
-    log.info(
-        "webhook delivery %s (message %s): %s, status %s, error %s",
-        target.delivery_id,
-        target.message_id,
-        outcome.result,
-        result.status_code,
-        result.error,
-    )
-    return outcome
-
-
-async def _load(
-    session: AsyncSession, rt: Runtime, delivery_id: str, owner: str
-) -> _Target | DeliveryOutcome:
+async def record_attempts(
+    session: AsyncSession, rt: Runtime, owner: str, attempts: Sequence[_Recorded]
+) -> list[DeliveryOutcome]:
+    """Store each attempt and apply its outcome, in order, where ``owner`` still holds the
+    delivery's lease; one outcome per attempt. The caller commits."""
     now = rt.clock.now()
-    delivery = await session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.lease_owner != owner or delivery.status != "pending":
-        return DeliveryOutcome(delivery_id, "skipped")
-    message = await session.get(WebhookMessage, delivery.message_id)
-    if message is None:  # pragma: no cover - the FK cascades deliveries with their message
-        return DeliveryOutcome(delivery_id, "skipped")
-    if delivery.endpoint_id is not None:
-        endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
-        if endpoint is None or endpoint.disabled:
-            _finish(delivery, "cancelled", now, error="endpoint_disabled")
-            return DeliveryOutcome(delivery_id, "cancelled", error="endpoint_disabled")
-        url = endpoint.url
-        secrets = signing_secrets(endpoint, rt.vault, now)
-    else:
-        assert delivery.target_url is not None  # the has_target check constraint
-        url = delivery.target_url
-        secrets = [await tenant_secret(session, rt.vault, delivery.tenant_id, now)]
-    return _Target(
-        delivery_id=delivery.id,
-        tenant_id=delivery.tenant_id,
-        message_id=message.id,
-        endpoint_id=delivery.endpoint_id,
-        url=url,
-        body=message.payload.encode("utf-8"),
-        secrets=secrets,
+    policy = RetryPolicy.from_settings(rt.settings)
+    rows = await session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id.in_([delivery_id for delivery_id, _ in attempts]))
+        .order_by(WebhookDelivery.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
+    found = {d.id: d for d in rows}
+    outcomes: list[DeliveryOutcome] = []
+    for delivery_id, result in attempts:
+        delivery = found.get(delivery_id)
+        if delivery is None:  # the endpoint was deleted meanwhile, taking its deliveries
+            outcomes.append(
+                DeliveryOutcome(delivery_id, "skipped", result.status_code, result.error)
+            )
+            continue
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery.id,
+                attempted_at=result.at,
+                status_code=result.status_code,
+                latency_ms=result.latency_ms,
+                error=result.error,
+                response_snippet=result.snippet,
+            )
+        )
+        outcome, gone = _advance(delivery, owner, result, now, policy)
+        outcomes.append(outcome)
+        if gone is not None:
+            await _disable_gone(session, gone, now, list(found.values()))
+    return outcomes
+
+
+def _advance(
+    delivery: WebhookDelivery,
+    owner: str,
+    result: AttemptResult,
+    now: datetime,
+    policy: RetryPolicy,
+) -> tuple[DeliveryOutcome, str | None]:
+    """Move the delivery on after its attempt; also the endpoint to disable (410 Gone)."""
+    if delivery.lease_owner != owner or delivery.status != "pending":
+        # Cancelled (endpoint disabled) or re-claimed after our lease ran out: the attempt
+        # happened and is recorded, but the delivery's state is someone else's now.
+        return DeliveryOutcome(delivery.id, "skipped", result.status_code, result.error), None
+    delivery.attempts += 1
+    delivery.last_status_code = result.status_code
+    delivery.last_error = result.error
+    decision = decide(
+        status_code=result.status_code,
+        retry_after=result.retry_after,
+        attempts=delivery.attempts,
+        created_at=delivery.created_at,
+        now=now,
+        policy=policy,
+    )
+    if decision.verdict == "delivered":
+        delivery.delivered_at = now
+        _finish(delivery, "delivered", now, error=None)
+        return DeliveryOutcome(delivery.id, "delivered", result.status_code), None
+    if decision.verdict == "retry":
+        assert decision.next_attempt_at is not None
+        delivery.next_attempt_at = decision.next_attempt_at
+        delivery.lease_owner = None
+        delivery.lease_expires_at = None
+        delivery.updated_at = now
+        outcome = DeliveryOutcome(
+            delivery.id, "retry", result.status_code, result.error, decision.next_attempt_at
+        )
+        return outcome, None
+    # The last attempt keeps its own error; the delivery says why it stopped.
+    reason = decision.reason or "failed"
+    _finish(delivery, "failed", now, error=reason)
+    gone = delivery.endpoint_id if decision.verdict == "gone" else None
+    return DeliveryOutcome(delivery.id, "failed", result.status_code, reason), gone
+
+
+async def _disable_gone(
+    session: AsyncSession, endpoint_id: str, now: datetime, loaded: list[WebhookDelivery]
+) -> None:
+    """The endpoint answered 410 Gone: disable it and cancel its queue, including the
+    deliveries of the same group still to be recorded (they find themselves cancelled)."""
+    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.disabled:
+        return
+    await disable_endpoint(session, endpoint, reason="the endpoint answered 410 Gone", now=now)
+    log.warning("webhook endpoint %s disabled: it answered 410 Gone", endpoint.id)
+    for other in loaded:
+        if other.endpoint_id == endpoint_id:
+            await session.refresh(other)  # the cancellation went by an UPDATE statement
+
+
+def _finish(delivery: WebhookDelivery, status: str, now: datetime, *, error: str | None) -> None:
+    delivery.status = status
+    delivery.next_attempt_at = None
+    delivery.lease_owner = None
+    delivery.lease_expires_at = None
+    if error is not None:
+        delivery.last_error = error
+    delivery.updated_at = now
 
 
 async def _attempt(rt: Runtime, target: _Target) -> AttemptResult:
@@ -224,69 +394,176 @@ async def _snippet(response: httpx.Response) -> str | None:
     return raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
-async def _record(
-    session: AsyncSession, rt: Runtime, delivery_id: str, result: AttemptResult, owner: str
+async def _attempt_prepared(rt: Runtime, prepared: _Target | _Broken) -> AttemptResult:
+    """The attempt of a prepared delivery; a bug of ours is an ``internal_error`` attempt."""
+    if isinstance(prepared, _Broken):
+        return _internal_error(rt)
+    try:
+        return await _attempt(rt, prepared)
+    except Exception:
+        log.exception("webhook delivery %s failed unexpectedly", prepared.delivery_id)
+        return _internal_error(rt)
+
+
+def _log_outcome(prepared: _Target | _Broken, outcome: DeliveryOutcome) -> None:
+    log.info(
+        "webhook delivery %s (message %s): %s, status %s, error %s",
+        outcome.delivery_id,
+        prepared.message_id if isinstance(prepared, _Target) else None,
+        outcome.result,
+        outcome.status_code,
+        outcome.error,
+    )
+
+
+# ---- one delivery at a time, each step in its own transaction --------------------------
+
+
+async def claim_deliveries(rt: Runtime, owner: str, limit: int) -> list[str]:
+    """Lease up to ``limit`` pending deliveries whose ``next_attempt_at`` has passed."""
+    async with rt.sessions() as session:
+        ids = await claim(session, rt, rt.clock.now(), owner, limit)
+        await session.commit()
+    return ids
+
+
+async def deliver(rt: Runtime, delivery_id: str, owner: str) -> DeliveryOutcome:
+    """Attempt one claimed delivery: prepare, POST, record, each step on its own."""
+    try:
+        async with rt.sessions() as session:
+            [prepared] = (await prepare(session, rt, rt.clock.now(), [delivery_id], owner)).values()
+            await session.commit()
+        if isinstance(prepared, DeliveryOutcome):
+            return prepared
+        result = await _attempt_prepared(rt, prepared)
+        async with rt.sessions() as session:
+            [outcome] = await record_attempts(session, rt, owner, [(delivery_id, result)])
+            await session.commit()
+    except Exception:
+        log.exception("webhook delivery %s failed unexpectedly", delivery_id)
+        return await _record_alone(rt, owner, delivery_id, _internal_error(rt))
+    _log_outcome(prepared, outcome)
+    return outcome
+
+
+async def _record_alone(
+    rt: Runtime, owner: str, delivery_id: str, result: AttemptResult
 ) -> DeliveryOutcome:
-    now = rt.clock.now()
-    delivery = await session.get(WebhookDelivery, delivery_id)
-    if delivery is None:  # the endpoint was deleted meanwhile, taking its deliveries along
-        return DeliveryOutcome(delivery_id, "skipped", result.status_code, result.error)
-    session.add(
-        WebhookAttempt(
-            delivery_id=delivery.id,
-            attempted_at=result.at,
-            status_code=result.status_code,
-            latency_ms=result.latency_ms,
-            error=result.error,
-            response_snippet=result.snippet,
-        )
-    )
-    if delivery.lease_owner != owner or delivery.status != "pending":
-        # Cancelled (endpoint disabled) or re-claimed after our lease ran out: the attempt
-        # happened and is recorded, but the delivery's state is someone else's now.
-        return DeliveryOutcome(delivery.id, "skipped", result.status_code, result.error)
-    delivery.attempts += 1
-    delivery.last_status_code = result.status_code
-    delivery.last_error = result.error
-    decision = decide(
-        status_code=result.status_code,
-        retry_after=result.retry_after,
-        attempts=delivery.attempts,
-        created_at=delivery.created_at,
-        now=now,
-        policy=RetryPolicy.from_settings(rt.settings),
-    )
-    if decision.verdict == "delivered":
-        delivery.delivered_at = now
-        _finish(delivery, "delivered", now, error=None)
-        return DeliveryOutcome(delivery.id, "delivered", result.status_code)
-    if decision.verdict == "retry":
-        assert decision.next_attempt_at is not None
-        delivery.next_attempt_at = decision.next_attempt_at
-        delivery.lease_owner = None
-        delivery.lease_expires_at = None
-        delivery.updated_at = now
-        return DeliveryOutcome(
-            delivery.id, "retry", result.status_code, result.error, decision.next_attempt_at
-        )
-    # The last attempt keeps its own error; the delivery says why it stopped.
-    reason = decision.reason or "failed"
-    _finish(delivery, "failed", now, error=reason)
-    if decision.verdict == "gone" and delivery.endpoint_id is not None:
-        endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
-        if endpoint is not None and not endpoint.disabled:
-            await disable_endpoint(
-                session, endpoint, reason="the endpoint answered 410 Gone", now=now
-            )
-            log.warning("webhook endpoint %s disabled: it answered 410 Gone", endpoint.id)
-    return DeliveryOutcome(delivery.id, "failed", result.status_code, reason)
+    async with rt.sessions() as session:
+        [outcome] = await record_attempts(session, rt, owner, [(delivery_id, result)])
+        await session.commit()
+    return outcome
 
 
-def _finish(delivery: WebhookDelivery, status: str, now: datetime, *, error: str | None) -> None:
-    delivery.status = status
-    delivery.next_attempt_at = None
-    delivery.lease_owner = None
-    delivery.lease_expires_at = None
-    if error is not None:
-        delivery.last_error = error
-    delivery.updated_at = now
+# ---- the worker's ``webhooks`` kind: shared transactions --------------------------------
+
+
+class Deliverer:
+    """Claim, run and claim-next functions of the ``webhooks`` job kind (``jobs/kinds.py``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._ready: dict[str, _Prepared] = {}
+        self._recorder = _GroupRecorder(runtime)
+
+    async def claim(self, rt: Runtime, owner: str, limit: int) -> list[str]:
+        """Claim and prepare up to ``limit`` due deliveries."""
+        ids, _ = await self._claim(rt, owner, limit, want_next=False)
+        return ids
+
+    async def claim_next(
+        self, rt: Runtime, owner: str, limit: int
+    ) -> tuple[list[str], datetime | None]:
+        """:meth:`claim`; with room to spare, also when the next delivery is due (None when
+        none is, or when full: the worker comes back when a slot frees)."""
+        return await self._claim(rt, owner, limit, want_next=True)
+
+    async def _claim(
+        self, rt: Runtime, owner: str, limit: int, *, want_next: bool
+    ) -> tuple[list[str], datetime | None]:
+        now = rt.clock.now()
+        async with rt.sessions() as session:
+            ids = await claim(session, rt, now, owner, limit)
+            prepared = await prepare(session, rt, now, ids, owner) if ids else {}
+            due = None
+            if want_next and len(ids) < limit:
+                due = await next_due(
+                    session,
+                    WebhookDelivery.next_attempt_at,
+                    now=now,
+                    where=(WebhookDelivery.status == "pending",),
+                )
+            await session.commit()
+        self._ready.update(prepared)
+        return ids, due
+
+    async def run(self, rt: Runtime, delivery_id: str, owner: str) -> DeliveryOutcome:
+        prepared = self._ready.pop(delivery_id, None)
+        if prepared is None:  # claimed by another caller than our claim
+            return await deliver(rt, delivery_id, owner)
+        if isinstance(prepared, DeliveryOutcome):
+            return prepared
+        result = await _attempt_prepared(rt, prepared)
+        try:
+            outcome = await self._recorder.record(owner, (delivery_id, result))
+        except Exception:
+            log.exception("webhook delivery %s: recording its attempt failed", delivery_id)
+            outcome = await _record_alone(rt, owner, delivery_id, _internal_error(rt))
+        _log_outcome(prepared, outcome)
+        return outcome
+
+
+class _GroupRecorder:
+    """Records attempts, those waiting together in one transaction (group commit).
+
+    Each job queues its attempt and waits its turn on a FIFO lock; the first to get it
+    writes every attempt queued by then, the others find theirs written. Should a group
+    fail, its attempts are written one by one, so one bad row fails only its own job.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._lock = asyncio.Lock()
+        self._queue: list[_Queued] = []
+
+    async def record(self, owner: str, attempt: _Recorded) -> DeliveryOutcome:
+        done: asyncio.Future[DeliveryOutcome] = asyncio.get_running_loop().create_future()
+        self._queue.append((owner, attempt, done))
+        async with self._lock:
+            if not done.done():
+                group, self._queue = self._queue, []
+                try:
+                    await self._write_group(group)
+                finally:
+                    for _, _, waiting in group:
+                        if not waiting.done():  # the writing job was cancelled
+                            waiting.set_exception(RuntimeError("attempt not recorded"))
+        return done.result()
+
+    async def _write_group(self, group: list[_Queued]) -> None:
+        by_owner: dict[str, list[_Queued]] = {}
+        for item in group:
+            by_owner.setdefault(item[0], []).append(item)
+        for owner, items in by_owner.items():
+            try:
+                results = await self._write(owner, [attempt for _, attempt, _ in items])
+            except Exception as exc:
+                if len(items) == 1:
+                    items[0][2].set_exception(exc)
+                    continue
+                for _, attempt, done in items:
+                    try:
+                        [result] = await self._write(owner, [attempt])
+                    except Exception as one:
+                        done.set_exception(one)
+                    else:
+                        done.set_result(result)
+                continue
+            for (_, _, done), result in zip(items, results, strict=True):
+                done.set_result(result)
+
+    async def _write(self, owner: str, attempts: Sequence[_Recorded]) -> list[DeliveryOutcome]:
+        async with self.rt.sessions() as session:
+            results = await record_attempts(session, self.rt, owner, attempts)
+            await session.commit()
+        return results
