@@ -290,6 +290,7 @@ def one_run(i: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "sqlite_lock_wait_ms": service.get("lock_wait_ms"),
         "sqlite_lock_hold_ms": service.get("lock_hold_ms"),
         "sql_statements": service.get("statements"),
+        "sql_transactions": service.get("transactions"),
         "emulator_pump": {
             "rounds": emulator_stats.get("rounds"),
             "busy_s": emulator_stats.get("busy_s"),
@@ -442,6 +443,13 @@ def report(result: dict[str, Any]) -> str:
             f"write lock (BEGIN IMMEDIATE) p99 {wait['median']:.1f} ms, holding it p99 "
             f"{hold['median']:.1f} ms."
             if txns and wait and hold
+            else ""
+        )
+        + (
+            f" Per change: {txns['median'] / p['changes']:.2f} transactions"
+            + (f", {1000 * cpu['median'] / p['changes']:.1f} ms of service CPU" if cpu else "")
+            + "."
+            if txns and p["changes"]
             else ""
         ),
         "",

@@ -69,6 +69,9 @@ def instrument(stages: Stages) -> None:
     sync_runner.sync_calendar = sync_calendar
 
 
+_SHAPES = 5  # statement shapes that name a transaction in LockStats.transactions
+
+
 def _shape(stmt: str) -> str:
     """A statement's kind and table, e.g. ``UPDATE calendars`` (for counting)."""
     words = stmt.split()
@@ -90,6 +93,9 @@ class LockStats:
         self.waits: list[float] = []
         self.holds: list[float] = []
         self.statements: dict[str, int] = {}  # by statement shape, in the measured phase
+        # Transactions of the measured phase by what they did: the distinct shapes of
+        # their statements in order (first few), e.g. a webhook claim, a sync's page.
+        self.transactions: dict[str, int] = {}
         self.on = False
         sync_engine = engine.sync_engine
         event.listen(sync_engine, "before_cursor_execute", self._before)
@@ -102,6 +108,11 @@ class LockStats:
             self.statements[_shape(stmt)] = self.statements.get(_shape(stmt), 0) + 1
         if self.on and stmt == "BEGIN IMMEDIATE":
             conn.info["bench_begin"] = time.perf_counter()
+            conn.info["bench_shapes"] = []
+        elif "bench_shapes" in conn.info:
+            shapes = conn.info["bench_shapes"]
+            if _shape(stmt) not in shapes:
+                shapes.append(_shape(stmt))
 
     def _after(self, conn: Any, _cur: Any, stmt: str, *_: Any) -> None:
         started = conn.info.pop("bench_begin", None)
@@ -114,6 +125,10 @@ class LockStats:
         locked = conn.info.pop("bench_locked", None)
         if locked is not None:
             self.holds.append(time.perf_counter() - locked)
+        shapes = conn.info.pop("bench_shapes", None)
+        if self.on and shapes is not None:
+            key = " > ".join(shapes[:_SHAPES]) + (" > …" if len(shapes) > _SHAPES else "")
+            self.transactions[key or "(empty)"] = self.transactions.get(key or "(empty)", 0) + 1
 
 
 async def watch_loop_lag(stages: Stages, period: float = 0.01) -> None:

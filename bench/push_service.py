@@ -428,6 +428,7 @@ async def run(cfg: dict[str, Any], data_dir: Path) -> dict[str, Any]:
     out["lock_wait_ms"] = _ms(locks.waits)
     out["lock_hold_ms"] = _ms(locks.holds)
     out["statements"] = locks.statements
+    out["transactions"] = locks.transactions
     out["mark"] = stages.mark
     out["pushes"] = stages.pushes
     out["requests"] = stages.requests
