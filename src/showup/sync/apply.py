@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from showup.db.models import Event
-from showup.sync.plan import Action, Insert, MarkDeleted, Stored, Update
+from showup.db.models import Event, new_id
+from showup.sync.plan import Action, Insert, MarkDeleted, Refresh, Stored, Update
 
 # Keep IN (...) lists well under SQLite's and asyncpg's parameter limits.
 _CHUNK = 500
 _EVENTS = cast(Table, Event.__table__)
-
-
-def new_event_id() -> str:
-    """A UUID in the version 7 layout (RFC 9562 §5.7): Unix milliseconds, then 74 random bits.
-
-    Events are the one table that grows by hundreds of thousands of rows in a burst. With
-    random (version 4) keys every insert lands on a random page of the primary-key index;
-    time-ordered keys append at its right edge, which halves SQLite's cost per inserted row
-    at 200k rows (BENCHMARKS.md, "ingest"). Still a UUID, still unguessable.
-    """
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 used
-    value = (
-        (ms & 0xFFFF_FFFF_FFFF) << 80
-        | 0x7 << 76
-        | (rand >> 68) << 64  # rand_a: 12 bits
-        | 0b10 << 62
-        | (rand & ((1 << 62) - 1))  # rand_b: 62 bits
-    )
-    return str(uuid.UUID(int=value))
+# A stored fingerprint of an older version, rewritten without touching anything else.
+_REFRESH = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id == bindparam("b_id"))
+    .values(fingerprint=bindparam("b_fingerprint"))
+)
 
 
 @dataclass(slots=True)
@@ -46,6 +29,8 @@ class Applied:
     inserted: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    # Rows whose fingerprint was only brought to the current version: not a change.
+    refreshed: list[str] = field(default_factory=list)
 
     @property
     def changed_ids(self) -> list[str]:
@@ -82,9 +67,10 @@ async def apply_actions(
     out = Applied()
     inserts = []
     updates = []
+    refreshes = []
     for a in actions:
         if isinstance(a, Insert):
-            eid = new_event_id()
+            eid = new_id()
             inserts.append(
                 {
                     **a.values,
@@ -101,6 +87,9 @@ async def apply_actions(
             out.updated.append(a.id)
         elif isinstance(a, MarkDeleted):
             out.deleted.append(a.id)
+        elif isinstance(a, Refresh):
+            refreshes.append({"b_id": a.id, "b_fingerprint": a.fingerprint})
+            out.refreshed.append(a.id)
     if inserts:
         # A Core executemany: one statement for the whole page. The ORM's bulk INSERT leaves
         # None values out and so splits a page into a statement per run of rows with the same
@@ -110,6 +99,8 @@ async def apply_actions(
         await session.execute(update(Event), updates)
     if out.deleted:
         await mark_deleted(session, out.deleted, now)
+    if refreshes:
+        await session.execute(_REFRESH, refreshes)
     return out
 
 

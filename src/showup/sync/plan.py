@@ -2,14 +2,29 @@
 
 The decision table, for a remote item against what is stored for the same platform id:
 
-| remote            | stored                     | action                                 |
-|-------------------|----------------------------|----------------------------------------|
-| live event        | none, overlaps window      | Insert                                 |
-| live event        | none, outside window       | nothing (picked up when it enters)     |
-| live event        | same fingerprint, live     | nothing                                |
-| live event        | other fingerprint, or deleted | Update (``updated_at`` moves)       |
-| deletion          | live                       | MarkDeleted (``updated_at`` moves)     |
-| deletion          | deleted, or none           | nothing                                |
+| remote     | stored                                        | action                             |
+|------------|-----------------------------------------------|------------------------------------|
+| live event | none, overlaps window                         | Insert                             |
+| live event | none, outside window                          | nothing (picked up when it enters) |
+| live event | same fingerprint, live                        | nothing                            |
+| live event | older fingerprint version, live, same content | Refresh (the fingerprint only)     |
+| live event | other fingerprint, or deleted                 | Update (``updated_at`` moves)      |
+| deletion   | live                                          | MarkDeleted (``updated_at`` moves) |
+| deletion   | deleted, or none                              | nothing                            |
+
+Fingerprints
+------------
+A fingerprint hashes what a user can see of an event: the derived columns and the
+provider's payload minus its bookkeeping (:data:`_VOLATILE_RAW_KEYS`). ``updated_at`` moves
+only when it changes (DESIGN, issue 2). The payload's JSON text is made once per event
+(:func:`encode`) and serves twice: it is hashed, and it is what the ``raw`` column stores
+(:class:`~showup.db.types.JSONText`); likewise the attendees' JSON.
+
+Fingerprints carry their version as a prefix (``"2:" + hex``). Version 1 (no prefix, 32
+hex digits) hashed another serialization of the same fields. A row stored with an older
+version is compared by recomputing that version's fingerprint from the remote event: equal
+means nothing visible changed, and the row only gets the current fingerprint (Refresh,
+``updated_at`` stays), so the first sync after an upgrade does not rewrite every event.
 """
 
 from __future__ import annotations
@@ -18,14 +33,30 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from showup.providers.base import ChangePage, RemoteEvent, SyncWindow
+from showup.db.types import JSONText
+from showup.providers.base import Attendee, ChangePage, RemoteEvent, SyncWindow
 
 # Provider bookkeeping that changes without anything a user can see changing.
 _VOLATILE_RAW_KEYS = frozenset(
     {"etag", "updated", "sequence", "@odata.etag", "changeKey", "lastModifiedDateTime"}
 )
+
+_VOLATILE_ORDER = tuple(sorted(_VOLATILE_RAW_KEYS))
+
+FINGERPRINT_VERSION = "2"
+_PREFIX = FINGERPRINT_VERSION + ":"
+
+# Sorted keys: the same object always gives the same text, whatever order the provider
+# sent its keys in (a reordering is not a change a user can see). ASCII-only output, as
+# SQLAlchemy's JSON columns write it: a lone surrogate from a "\ud800" escape stays
+# encodable.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_esc = encode_basestring_ascii
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +83,88 @@ class MarkDeleted:
     raw: dict[str, Any]
 
 
-Action = Insert | Update | MarkDeleted
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """Only the fingerprint's format is out of date: rewrite it, nothing else."""
+
+    id: str
+    fingerprint: str
+
+
+Action = Insert | Update | MarkDeleted | Refresh
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An event's JSON texts, made once: hashed for the fingerprint and stored as is."""
+
+    fingerprint: str
+    raw: JSONText
+    attendees: JSONText
+
+
+@lru_cache(maxsize=16384)
+def _attendee_json(attendee: Attendee) -> str:
+    # Attendee values are frozen and recur on every occurrence of a series and across a
+    # calendar (the normalizers hand out cached instances): encode each one once.
+    return _compact(attendee.as_dict())
+
+
+def _volatile_json(raw: dict[str, Any], keys: frozenset[str]) -> str:
+    """``"k":v`` pairs of the bookkeeping keys, in a fixed order (they are not hashed)."""
+    parts = []
+    for key in _VOLATILE_ORDER:
+        if key in keys:
+            value = raw[key]
+            kind = type(value)
+            text = _esc(value) if kind is str else str(value) if kind is int else _compact(value)
+            parts.append(f"{_esc(key)}:{text}")
+    return ",".join(parts)
+
+
+def encode(ev: RemoteEvent) -> Encoded:
+    raw = ev.raw
+    volatile = _VOLATILE_RAW_KEYS.intersection(raw)
+    if volatile:
+        stable = dict(raw)
+        for key in volatile:
+            del stable[key]
+        stable_text = _canonical(stable)
+        # Bookkeeping goes after the rest, in the same object: the same JSON value as raw.
+        sep = "," if len(stable_text) > 2 else ""
+        raw_text = f"{stable_text[:-1]}{sep}{_volatile_json(raw, volatile)}}}"
+    else:
+        stable_text = raw_text = _canonical(raw)
+    attendees_text = "[" + ",".join([_attendee_json(a) for a in ev.attendees]) + "]"
+    # repr of a tuple of str/None/bool: unambiguous and the same in every process.
+    derived = repr(
+        (
+            ev.title,
+            ev.start_time.isoformat(),
+            ev.end_time.isoformat(),
+            ev.is_all_day,
+            ev.status,
+            ev.organizer_email,
+            ev.meeting_url,
+            ev.meeting_platform,
+            ev.ical_uid,
+            ev.recurring_event_id,
+        )
+    )
+    # The three parts cannot run into each other: each ends where its syntax says.
+    blob = f"{derived}\n{attendees_text}\n{stable_text}"
+    digest = hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return Encoded(_PREFIX + digest, JSONText(raw_text), JSONText(attendees_text))
 
 
 def fingerprint(ev: RemoteEvent) -> str:
+    """The current version's fingerprint of what a user can see of ``ev``."""
+    return encode(ev).fingerprint
+
+
+def fingerprint_v1(ev: RemoteEvent) -> str:
+    """Version 1's fingerprint (stored by releases before version 2), to recognise rows
+    whose visible content has not changed since. Kept only for that comparison."""
     visible = {
         "t": ev.title,
         "s": ev.start_time.isoformat(),
@@ -74,7 +183,14 @@ def fingerprint(ev: RemoteEvent) -> str:
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
-def event_values(ev: RemoteEvent, fp: str) -> dict[str, Any]:
+def _same_as_stored(ev: RemoteEvent, stored_fp: str) -> bool:
+    """For a stored fingerprint of another version: did nothing visible change?"""
+    if ":" not in stored_fp:
+        return fingerprint_v1(ev) == stored_fp
+    return False  # an unknown (newer or corrupt) version: rewrite the row to be safe
+
+
+def _row(ev: RemoteEvent, enc: Encoded) -> dict[str, Any]:
     return {
         "platform_id": ev.platform_id,
         "ical_uid": ev.ical_uid,
@@ -87,12 +203,21 @@ def event_values(ev: RemoteEvent, fp: str) -> dict[str, Any]:
         "is_deleted": False,
         "deleted_at": None,
         "organizer_email": ev.organizer_email,
-        "attendees": [a.as_dict() for a in ev.attendees],
+        "attendees": enc.attendees,
         "meeting_url": ev.meeting_url,
         "meeting_platform": ev.meeting_platform,
-        "raw": ev.raw,
-        "fingerprint": fp,
+        "raw": enc.raw,
+        "fingerprint": enc.fingerprint,
     }
+
+
+def event_values(ev: RemoteEvent, fp: str | None = None) -> dict[str, Any]:
+    """The columns of ``ev``'s row (``raw`` and ``attendees`` as :class:`JSONText`, for the
+    ``events`` table's JSONDocument columns). ``fp`` overrides the fingerprint."""
+    values = _row(ev, encode(ev))
+    if fp is not None:
+        values["fingerprint"] = fp
+    return values
 
 
 def overlaps(start: datetime, end: datetime, window: SyncWindow) -> bool:
@@ -118,10 +243,19 @@ def plan_page(page: ChangePage, stored: dict[str, Stored], window: SyncWindow) -
                 actions.append(MarkDeleted(have.id, deletion_raw.get(pid, {})))
             continue
         ev = maybe
-        fp = fingerprint(ev)
         if have is None:
             if overlaps(ev.start_time, ev.end_time, window):
-                actions.append(Insert(event_values(ev, fp)))
-        elif have.is_deleted or have.fingerprint != fp:
-            actions.append(Update(have.id, event_values(ev, fp)))
+                actions.append(Insert(_row(ev, encode(ev))))
+            continue
+        enc = encode(ev)
+        if have.fingerprint == enc.fingerprint and not have.is_deleted:
+            continue
+        if (
+            not have.is_deleted
+            and not have.fingerprint.startswith(_PREFIX)
+            and _same_as_stored(ev, have.fingerprint)
+        ):
+            actions.append(Refresh(have.id, enc.fingerprint))
+        else:
+            actions.append(Update(have.id, _row(ev, enc)))
     return actions

@@ -1,0 +1,103 @@
+"""The first sync after an upgrade from version 1 fingerprints (earlier releases) moves
+``updated_at`` only for what really changed, on both providers and both databases.
+
+The database is turned into one an earlier release wrote: after a sync, every row gets the
+version 1 fingerprint of its event, as that release computed and stored it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from showup.db.models import Event
+from showup.providers import google_normalize, microsoft_normalize
+from showup.providers.base import RemoteEvent
+from showup.sync.plan import FINGERPRINT_VERSION, fingerprint_v1
+from tests.sync.helpers import all_events
+from tests.sync.test_sync_e2e import ALICE, connect_alice, seed
+
+
+def _remote(raw: dict[str, Any], platform: str) -> RemoteEvent:
+    if platform == "microsoft_outlook":
+        ev = microsoft_normalize.normalize_item(raw, ALICE)
+    else:
+        ev = google_normalize.normalize_item(raw, "Europe/Berlin")  # Alice's calendar zone
+    assert isinstance(ev, RemoteEvent)
+    return ev
+
+
+async def _downgrade_fingerprints(runtime: Any, platform: str) -> int:
+    async with runtime.sessions() as session:
+        rows = (await session.scalars(select(Event).where(Event.is_deleted.is_(False)))).all()
+        for row in rows:
+            row.fingerprint = fingerprint_v1(_remote(row.raw, platform))
+        await session.commit()
+    return len(rows)
+
+
+async def _fingerprints(runtime: Any) -> list[str]:
+    async with runtime.sessions() as session:
+        return list((await session.scalars(select(Event.fingerprint))).all())
+
+
+async def test_full_sync_after_upgrade_refreshes_fingerprints_without_moving_updated_at(
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any, platform: str
+) -> None:
+    ids = seed(world)
+    conn, cid = await connect_alice(api, world, platform)
+    await worker.drain()
+    assert await _downgrade_fingerprints(runtime, platform) == 13
+    before = {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)}
+
+    clock.advance(timedelta(minutes=5))
+    zoom = conn.pid(ALICE, ids["zoom"])
+    world.update_event(ALICE, ids["zoom"], {"summary": "Zoom call (renamed)"})
+    world.expire_sync_tokens()  # a full sync: every stored event meets its remote copy
+    clock.advance(timedelta(minutes=5))
+    [outcome] = await worker.drain()
+    assert outcome.result == "synced" and outcome.full
+    assert (outcome.inserted, outcome.updated, outcome.deleted) == (0, 1, 0)
+    assert outcome.changed_event_ids == [before[zoom]["id"]]
+
+    after = {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)}
+    assert set(after) == set(before)
+    for pid, ev in before.items():
+        if pid == zoom:
+            assert after[pid]["updated_at"] > ev["updated_at"]
+            assert after[pid]["title"] == "Zoom call (renamed)"
+        else:
+            assert after[pid] == ev  # not rewritten: same updated_at, same everything
+    assert all(fp.startswith(FINGERPRINT_VERSION + ":") for fp in await _fingerprints(runtime))
+
+    # And from then on a full sync of unchanged events changes nothing.
+    world.expire_sync_tokens()
+    clock.advance(timedelta(minutes=5))
+    [outcome] = await worker.drain()
+    assert outcome.full and (outcome.inserted, outcome.updated, outcome.deleted) == (0, 0, 0)
+    assert {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)} == after
+
+
+async def test_incremental_sync_after_upgrade_updates_what_changed(
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any, platform: str
+) -> None:
+    ids = seed(world)
+    conn, cid = await connect_alice(api, world, platform)
+    await worker.drain()
+    await _downgrade_fingerprints(runtime, platform)
+    before = {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)}
+
+    clock.advance(timedelta(minutes=5))
+    world.update_event(ALICE, ids["nolink"], {"description": "now with an agenda"})
+    clock.advance(timedelta(minutes=5))
+    [outcome] = await worker.drain()
+    assert not outcome.full and outcome.updated == 1
+    nolink = conn.pid(ALICE, ids["nolink"])
+    after = {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)}
+    assert after[nolink]["updated_at"] > before[nolink]["updated_at"]
+    assert {pid: e for pid, e in after.items() if pid != nolink} == {
+        pid: e for pid, e in before.items() if pid != nolink
+    }

@@ -1,0 +1,191 @@
+"""The planner's fingerprints: what moves them, the JSON texts they share with the row, and
+the upgrade from version 1 fingerprints (no prefix) without moving ``updated_at``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from showup.db.types import JSONText
+from showup.providers.base import Attendee, ChangePage, RemoteEvent, SyncWindow
+from showup.sync.plan import (
+    FINGERPRINT_VERSION,
+    Insert,
+    Refresh,
+    Stored,
+    Update,
+    encode,
+    event_values,
+    fingerprint,
+    fingerprint_v1,
+    plan_page,
+)
+
+T = datetime(2026, 11, 3, 15, 0, tzinfo=UTC)
+WINDOW = SyncWindow(T - timedelta(days=1), T + timedelta(days=28))
+
+
+def event(**changes: Any) -> RemoteEvent:
+    ev = RemoteEvent(
+        platform_id="evt1",
+        start_time=T,
+        end_time=T + timedelta(hours=1),
+        raw={
+            "id": "evt1",
+            "etag": '"1"',
+            "updated": "2026-11-01T10:00:00.000Z",
+            "summary": "Zoom call \u00e9",
+            "location": "https://acme.zoom.us/j/123456789?pwd=abc",
+            "sequence": 2,
+            "attendees": [{"email": "a@example.com", "responseStatus": "accepted"}],
+        },
+        ical_uid="evt1@google.com",
+        title="Zoom call \u00e9",
+        organizer_email="a@example.com",
+        attendees=(Attendee("a@example.com", "A", "accepted", is_organizer=True, is_self=True),),
+        meeting_url="https://acme.zoom.us/j/123456789?pwd=abc",
+        meeting_platform="zoom",
+    )
+    return dataclasses.replace(ev, **changes)
+
+
+def with_raw(**changes: Any) -> RemoteEvent:
+    base = event()
+    return dataclasses.replace(base, raw={**base.raw, **changes})
+
+
+def test_fingerprint_v1_is_what_earlier_releases_stored() -> None:
+    # Computed with the fingerprint function of releases before version 2 (commit e15b9bb).
+    assert fingerprint_v1(event()) == "0beb60b743912033cefebe96fbffef01"
+
+
+def test_fingerprint_carries_its_version() -> None:
+    fp = fingerprint(event())
+    assert fp.startswith(FINGERPRINT_VERSION + ":")
+    assert len(fp) <= 64  # the column's width
+    assert fp == fingerprint(event())  # deterministic
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        event(title="Renamed"),
+        event(start_time=T + timedelta(minutes=30)),
+        event(end_time=T + timedelta(hours=2)),
+        event(is_all_day=True),
+        event(status="tentative"),
+        event(organizer_email="b@example.com"),
+        event(attendees=(Attendee("a@example.com", "A", "declined", True, True),)),
+        event(attendees=()),
+        event(meeting_url=None, meeting_platform=None),
+        event(ical_uid="other"),
+        event(recurring_event_id="series"),
+        with_raw(description="Agenda"),
+        with_raw(attendees=[{"email": "a@example.com", "responseStatus": "declined"}]),
+    ],
+)
+def test_what_a_user_can_see_moves_the_fingerprint(changed: RemoteEvent) -> None:
+    assert fingerprint(changed) != fingerprint(event())
+
+
+def test_provider_bookkeeping_and_key_order_do_not() -> None:
+    same = [
+        with_raw(etag='"2"', updated="2026-11-02T10:00:00.000Z", sequence=3),
+        dataclasses.replace(event(), raw=dict(reversed(list(event().raw.items())))),
+        dataclasses.replace(event(), raw={k: v for k, v in event().raw.items() if k != "etag"}),
+        with_raw(**{"@odata.etag": "W/1", "changeKey": "x", "lastModifiedDateTime": "y"}),
+    ]
+    for ev in same:
+        assert fingerprint(ev) == fingerprint(event())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        {"etag": '"1"'},
+        {"etag": '"1"', "updated": "u", "sequence": 0, "@odata.etag": 'W/"x"', "changeKey": "k"},
+        {"id": "x", "nested": {"b": [1, 2.5, None, True], "a": "\u00e9\ud800"}},
+        {"id": "x", "sequence": 1, "etag": {"odd": ["but", "json"]}, "summary": 'q"\\'},
+    ],
+)
+def test_raw_text_is_the_payload(raw: dict[str, Any]) -> None:
+    enc = encode(event(raw=raw))
+    assert isinstance(enc.raw, JSONText)
+    assert json.loads(enc.raw.text) == raw
+    assert enc.raw.text.isascii()  # as SQLAlchemy's JSON columns write it
+
+
+def test_attendees_text_is_the_attendees() -> None:
+    people = (
+        Attendee("a@example.com", "A", "accepted", is_organizer=True),
+        Attendee(None, None, "needs_action", is_resource=True),
+    )
+    enc = encode(event(attendees=people))
+    assert json.loads(enc.attendees.text) == [a.as_dict() for a in people]
+    assert json.loads(encode(event(attendees=())).attendees.text) == []
+
+
+def test_event_values_are_the_row() -> None:
+    ev = event()
+    values = event_values(ev)
+    assert values["fingerprint"] == fingerprint(ev)
+    assert json.loads(values["raw"].text) == ev.raw
+    assert values["start_time"] == ev.start_time and values["is_deleted"] is False
+    assert event_values(ev, "pinned")["fingerprint"] == "pinned"
+
+
+def page(*events: RemoteEvent) -> ChangePage:
+    return ChangePage(upserts=list(events), deletions=[])
+
+
+def test_current_fingerprint_unchanged_is_nothing() -> None:
+    stored = {"evt1": Stored("id1", fingerprint(event()), False)}
+    assert plan_page(page(event()), stored, WINDOW) == []
+    assert plan_page(page(with_raw(etag='"9"')), stored, WINDOW) == []
+
+
+def test_current_fingerprint_changed_is_an_update() -> None:
+    stored = {"evt1": Stored("id1", fingerprint(event()), False)}
+    [action] = plan_page(page(event(title="Renamed")), stored, WINDOW)
+    assert isinstance(action, Update) and action.id == "id1"
+    assert action.values["title"] == "Renamed"
+
+
+def test_version_1_fingerprint_of_the_same_content_is_only_refreshed() -> None:
+    # A row stored by an earlier release: nothing visible changed, so no Update (which would
+    # move updated_at); the row gets the current fingerprint, and the next sync is a no-op.
+    stored = {"evt1": Stored("id1", fingerprint_v1(event()), False)}
+    actions = plan_page(page(with_raw(etag='"2"', updated="later")), stored, WINDOW)
+    assert actions == [Refresh("id1", fingerprint(event()))]
+    stored = {"evt1": Stored("id1", actions[0].fingerprint, False)}  # type: ignore[union-attr]
+    assert plan_page(page(event()), stored, WINDOW) == []
+
+
+def test_version_1_fingerprint_of_changed_content_is_an_update() -> None:
+    stored = {"evt1": Stored("id1", fingerprint_v1(event()), False)}
+    [action] = plan_page(page(with_raw(description="new agenda")), stored, WINDOW)
+    assert isinstance(action, Update) and action.values["fingerprint"].startswith("2:")
+
+
+def test_deleted_rows_come_back_whatever_their_fingerprint() -> None:
+    for fp in (fingerprint_v1(event()), fingerprint(event())):
+        [action] = plan_page(page(event()), {"evt1": Stored("id1", fp, True)}, WINDOW)
+        assert isinstance(action, Update) and action.values["is_deleted"] is False
+
+
+def test_an_unknown_fingerprint_version_is_rewritten() -> None:
+    stored = {"evt1": Stored("id1", "9:" + "0" * 32, False)}
+    [action] = plan_page(page(event()), stored, WINDOW)
+    assert isinstance(action, Update)
+
+
+def test_new_events_outside_the_window_are_skipped() -> None:
+    late = event(start_time=WINDOW.end, end_time=WINDOW.end + timedelta(hours=1))
+    assert plan_page(page(late), {}, WINDOW) == []
+    [action] = plan_page(page(event()), {}, WINDOW)
+    assert isinstance(action, Insert) and action.values["fingerprint"] == fingerprint(event())
