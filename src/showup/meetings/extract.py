@@ -63,19 +63,26 @@ def _url_pattern(text: str) -> re.Pattern[str]:
 
 def _find_in_text(text: str) -> MeetingLink | None:
     stripped = text.strip()
+    failed = ""  # a candidate already resolved as standalone, without success
     if stripped and len(stripped) <= _MAX_STANDALONE_CHARS and not _WHITESPACE_RE.search(stripped):
         link = resolve(stripped, standalone=True)
         if link is not None:
             return link
+        failed = stripped
     first: MeetingLink | None = None
     meeting_key = ""
     prepared = _prepare(text)
     for match in _url_pattern(prepared).finditer(prepared):
         if not may_be_join_host(match.group(1)):
             continue
-        if first is not None and meeting_key not in match.group():
+        candidate = match.group()
+        if candidate == failed:
+            # Standalone resolution accepts everything prose resolution does (it only adds
+            # scheme-less forms and the Jitsi guess), so this one cannot resolve either.
+            continue
+        if first is not None and meeting_key not in candidate:
             continue  # cheap pre-filter: a richer copy of the first link carries its id
-        link = resolve(match.group(), standalone=False)
+        link = resolve(candidate, standalone=False)
         if link is None:
             continue
         if first is None:

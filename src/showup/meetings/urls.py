@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
 #: Schemes a candidate may carry. ``zoommtg`` is the Zoom desktop deep link; the Zoom rule
@@ -42,6 +43,13 @@ _BAD_CHARS_RE = re.compile(r"[\s\x00-\x1f\x7f<>\\]")
 # prose they end the URL.
 _ENCODE_ON_PARSE = {'"': "%22", "`": "%60", "^": "%5E", "|": "%7C"}
 _SCHEMELESS_RE = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?::\d+)?(?:[/?#]|$)")
+# The usual shape of a candidate: scheme "://" host (no user-info, port or brackets), then
+# path, query and fragment split where urlsplit splits them (the first "#" starts the
+# fragment, the first "?" before it the query). One match instead of urlsplit plus its
+# port and hostname parsing; every other shape goes through urlsplit.
+_PLAIN_URL_RE = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://([A-Za-z0-9.-]*)(/[^?#]*)?(?:\?([^#]*))?(?:#(.*))?"
+)
 
 
 def decode_entities(text: str) -> str:
@@ -185,6 +193,16 @@ def split_url(text: str, *, allow_schemeless: bool = False) -> Url | None:
         if not allow_schemeless or not _SCHEMELESS_RE.match(text):
             return None
         text = "https://" + text
+    plain = _PLAIN_URL_RE.fullmatch(text)
+    if plain is not None:
+        scheme_text, netloc, path, query, fragment = plain.groups()
+        scheme = scheme_text.lower()
+        if scheme not in SCHEMES:
+            return None
+        host = netloc.lower().rstrip(".")
+        if not _HOST_RE.fullmatch(host):
+            return None
+        return Url(scheme, host, None, path or "", parse_query(query or ""), fragment or "")
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -208,11 +226,13 @@ def split_url(text: str, *, allow_schemeless: bool = False) -> Url | None:
     )
 
 
-def host_suffixes(host: str) -> list[str]:
-    """``a.b.zoom.us`` → ``['a.b.zoom.us', 'b.zoom.us', 'zoom.us', 'us']``.
+@lru_cache(maxsize=4096)
+def host_suffixes(host: str) -> tuple[str, ...]:
+    """``a.b.zoom.us`` → ``('a.b.zoom.us', 'b.zoom.us', 'zoom.us', 'us')``.
 
     Matching a rule against these (never with ``in`` or ``endswith`` on the raw host) is what
-    keeps ``zoom.us.evil.com`` and ``evilzoom.us`` out.
+    keeps ``zoom.us.evil.com`` and ``evilzoom.us`` out. Cached: a sync meets the same few
+    hosts on every event, and unwrapping and matching both ask.
     """
     labels = host.split(".")
-    return [".".join(labels[i:]) for i in range(len(labels))]
+    return tuple(".".join(labels[i:]) for i in range(len(labels)))
