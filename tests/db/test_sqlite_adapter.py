@@ -4,11 +4,11 @@ SQLAlchemy's stock aiosqlite adapter does (checked side by side against it)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from showup.db import sqlite_adapter
-from showup.db.engine import SQLITE_WAIT, make_engine
+from showup.db.engine import SQLITE_WAIT, make_engine, make_sessionmaker
 
 metadata = MetaData()
 items = Table(
@@ -163,50 +163,67 @@ async def test_the_adapter_reads_and_raises_exactly_as_the_stock_one(tmp_path: P
     assert "UNIQUE" in unique[2]
 
 
-@contextmanager
-def counting_calls(conn: AsyncConnection) -> Iterator[list[int]]:
-    """Counts the calls queued to the aiosqlite connection's thread."""
-    calls = [0]
-    driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
-    queue = driver._tx
+class _CountingQueue:
+    """Stands in for an aiosqlite connection's call queue, counting what is put on it."""
 
-    class Counting:
-        def put_nowait(self, item: Any) -> None:
-            calls[0] += 1
-            queue.put_nowait(item)
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.calls = [0]
 
-    driver._tx = Counting()
-    try:
-        yield calls
-    finally:
-        driver._tx = queue
+    def put_nowait(self, item: Any) -> None:
+        self.calls[0] += 1
+        self.queue.put_nowait(item)
+
+
+def counting_calls(driver: Any) -> list[int]:
+    """Counts, from now on, the calls queued to an aiosqlite connection's thread."""
+    counting = _CountingQueue(driver._tx)
+    driver._tx = counting
+    return counting.calls
 
 
 async def test_one_call_per_statement_and_begin_rides_with_the_first(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}")
+    sessions = make_sessionmaker(engine)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            # The engine's one connection, for the whole test.
+            calls = counting_calls((await conn.get_raw_connection()).driver_connection)
+        assert calls == [1]  # the COMMIT; returned to the pool without a rollback call
         async with engine.connect() as conn:
-            with counting_calls(conn) as calls:
-                await conn.execute(select(items))  # BEGIN IMMEDIATE + SELECT
-                assert calls == [1]
-                await conn.execute(insert(items).values(name="a", n=1))
-                assert calls == [2]
-                await conn.execute(insert(items), [{"name": f"m{i}"} for i in range(200)])
-                assert calls == [3]
-                await conn.commit()
-                assert calls == [4]
-                # A transaction that ran nothing costs nothing.
-                await conn.begin()
-                await conn.commit()
-                await conn.begin()
-                await conn.rollback()
-                assert calls == [4]
-                await conn.execute(update(items).values(n=2))
-                await conn.rollback()
-                assert calls == [6]
+            await conn.execute(select(items))  # BEGIN IMMEDIATE + SELECT
+            assert calls == [2]
+            await conn.execute(insert(items).values(name="a", n=1))
+            assert calls == [3]
+            await conn.execute(insert(items), [{"name": f"m{i}"} for i in range(200)])
+            assert calls == [4]
+            await conn.commit()
+            assert calls == [5]
+            # A transaction that ran nothing costs nothing.
+            await conn.begin()
+            await conn.commit()
+            await conn.begin()
+            await conn.rollback()
+            assert calls == [5]
+            await conn.execute(update(items).values(n=2))
+            await conn.rollback()
+            assert calls == [7]
+            # After a failed statement SQLite is still in the transaction: it rolls back.
+            with pytest.raises(IntegrityError):
+                await conn.execute(insert(items).values(name="a"))
+            await conn.rollback()
+            assert calls == [9]
             assert (await conn.execute(select(items.c.n).distinct())).all() == [(1,), (None,)]
+            await conn.commit()
+        assert calls == [11]
+        async with sessions() as session:
+            await session.execute(update(items).where(items.c.name == "a").values(n=3))
+            await session.commit()
+        assert calls == [13]  # [BEGIN IMMEDIATE +] UPDATE, COMMIT; no rollback on close
+        async with sessions() as session:  # read-only, closed without a commit
+            await session.execute(select(items).where(items.c.name == "a"))
+        assert calls == [15]  # SELECT, then the pool's ROLLBACK: the lock is released
     finally:
         await engine.dispose()
 
@@ -285,6 +302,39 @@ async def test_a_failed_begin_is_tried_again_by_the_next_statement(tmp_path: Pat
             await conn.commit()
     finally:
         other.close()
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("make", [stock_engine, make_engine], ids=["stock", "ours"])
+async def test_a_statement_cancelled_in_the_queue_is_rolled_back(tmp_path: Path, make: Any) -> None:
+    """A cancelled statement may still run once aiosqlite's thread gets to it; the
+    connection's rollback then comes after it, and so ends its transaction."""
+    path = tmp_path / "cancel.db"
+    engine = make(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            driver = (await conn.get_raw_connection()).driver_connection
+        gate = threading.Event()
+        driver._tx.put_nowait((None, gate.wait))  # the thread is busy until the gate opens
+
+        async def tx() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(insert(items).values(name="cancelled"))
+                await conn.commit()
+
+        task = asyncio.create_task(tx())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        task.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with engine.connect() as conn:  # waits for the rollback, as it is queued after
+            assert (await conn.execute(select(items))).all() == []
+            await conn.commit()
+        assert _lock_is_free(path)
+    finally:
         await engine.dispose()
 
 

@@ -48,9 +48,10 @@ from sqlalchemy.util.concurrency import await_
 BEGIN = "BEGIN IMMEDIATE"
 
 # What one call on aiosqlite's thread hands back: the error to raise on the event loop (or
-# None), whether BEGIN IMMEDIATE succeeded, then description, the rows (None when the
-# statement returns none), rowcount and lastrowid.
-_Outcome = tuple[Exception | None, bool, Any, list[Any] | None, int, int | None]
+# None), whether BEGIN IMMEDIATE succeeded, whether SQLite is in a transaction after the
+# call, then description, the rows (None when the statement returns none), rowcount and
+# lastrowid.
+_Outcome = tuple[Exception | None, bool, bool, Any, list[Any] | None, int, int | None]
 
 
 def _run(
@@ -58,8 +59,9 @@ def _run(
 ) -> _Outcome:
     """On aiosqlite's thread: [BEGIN IMMEDIATE,] one statement, all of its rows."""
     began = False
+    conn: sqlite3.Connection | None = None
     try:
-        conn: sqlite3.Connection = driver._conn  # raises ValueError once closed
+        conn = driver._conn  # raises ValueError once closed
         if begin:
             conn.execute(BEGIN).close()
             began = True
@@ -72,11 +74,24 @@ def _run(
                 cursor.execute(operation, () if parameters is None else parameters)
                 if cursor.description:
                     rows = cursor.fetchall()
-            return None, began, cursor.description, rows, cursor.rowcount, cursor.lastrowid
+            description, rowcount, lastrowid = (
+                cursor.description,
+                cursor.rowcount,
+                cursor.lastrowid,
+            )
         finally:
             cursor.close()
+        return None, began, _in_transaction(conn), description, rows, rowcount, lastrowid
     except Exception as error:  # raised on the event loop, as the stock adapter does
-        return error, began, None, None, -1, None
+        return error, began, _in_transaction(conn), None, None, -1, None
+
+
+def _in_transaction(conn: sqlite3.Connection | None) -> bool:
+    """Whether SQLite is in a transaction, True when that cannot be told."""
+    try:
+        return conn is None or conn.in_transaction
+    except sqlite3.Error:  # closed
+        return True
 
 
 def _begin(driver: aiosqlite.Connection) -> None:
@@ -141,6 +156,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def _call(self, operation: str, parameters: Any, many: bool) -> None:
         adapt = self._adapt_connection
         begin, adapt._begin_pending = adapt._begin_pending, False
+        adapt._may_be_in_transaction = True  # until the call tells
         try:
             outcome: _Outcome = await_(
                 self._connection._execute(
@@ -150,7 +166,8 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         except Exception as error:  # not run: aiosqlite's connection is closed
             adapt._begin_pending = begin
             adapt._handle_exception(error)
-        failed, began, self._description, rows, self._rowcount, self._lastrowid = outcome
+        failed, began, adapt._may_be_in_transaction, self._description, rows, _, _ = outcome
+        self._rowcount, self._lastrowid = outcome[5], outcome[6]
         if failed is not None:
             if begin and not began:
                 adapt._begin_pending = True  # the transaction is still owed its BEGIN
@@ -173,15 +190,27 @@ class OneTripSSCursor(AsyncAdapt_aiosqlite_ss_cursor):
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
         self._adapt_connection._flush_begin()
+        self._adapt_connection._may_be_in_transaction = True
         return super().execute(operation, parameters)
 
     def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
         self._adapt_connection._flush_begin()
+        self._adapt_connection._may_be_in_transaction = True
         return super().executemany(operation, seq_of_parameters)
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_begin_pending",)
+    """The stock connection, which knows when SQLite cannot be in a transaction.
+
+    ``_may_be_in_transaction`` is False only when the last call on this connection was
+    ours, completed, and left SQLite outside a transaction (a COMMIT or ROLLBACK that
+    succeeded, a statement after which ``sqlite3`` said so). A COMMIT or ROLLBACK then
+    has nothing to end and costs no call: the pool's rollback of a connection returned
+    after a commit, for one. Before any call it is set True (a call cancelled while
+    queued may still run).
+    """
+
+    __slots__ = ("_begin_pending", "_may_be_in_transaction")
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
     _ss_cursor_cls = OneTripSSCursor
@@ -189,6 +218,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self._begin_pending = False
+        self._may_be_in_transaction = True
 
     def begin_immediate(self) -> None:
         """Open the transaction with ``BEGIN IMMEDIATE``, sent with its first statement."""
@@ -197,6 +227,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     def _flush_begin(self) -> None:
         if self._begin_pending:
             self._begin_pending = False
+            self._may_be_in_transaction = True
             try:
                 await_(self._connection._execute(_begin, self._connection))
             except Exception as error:
@@ -207,13 +238,17 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         if self._begin_pending:  # nothing ran: SQLite never began
             self._begin_pending = False
             return
-        super().commit()
+        if self._may_be_in_transaction:
+            super().commit()
+            self._may_be_in_transaction = False
 
     def rollback(self) -> None:
         if self._begin_pending:
             self._begin_pending = False
             return
-        super().rollback()
+        if self._may_be_in_transaction:
+            super().rollback()
+            self._may_be_in_transaction = False
 
     def close(self) -> None:
         self._begin_pending = False
