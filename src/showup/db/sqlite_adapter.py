@@ -1,10 +1,12 @@
 """SQLAlchemy's aiosqlite adapter, with one thread round trip per statement.
 
 aiosqlite runs each call on its connection's thread: a queue put, a thread switch, and a
-``call_soon_threadsafe`` that wakes the event loop through its self-pipe. That costs the
-event loop 60 to 80 us of CPU per call. SQLAlchemy's stock adapter makes four calls per
-statement (``cursor()``, ``execute``, ``fetchall``, ``close``), and our ``BEGIN
-IMMEDIATE`` went through a whole SQLAlchemy execution of its own, with three more.
+``call_soon_threadsafe`` that wakes the event loop through its self-pipe, and on the
+event loop a future, a wake-up and a greenlet switch. SQLAlchemy's stock adapter makes four
+calls per statement (``cursor()``, ``execute``, ``fetchall``, ``close``), and our ``BEGIN
+IMMEDIATE`` went through a whole SQLAlchemy execution of its own, with three more: a
+1-row SELECT cost about 240 us of event-loop CPU in 4 calls, a small write transaction
+about 830 us in 8; with this adapter about 160 us in 1 call and 680 us in 2.
 
 Here one statement is one call, run as a single function on aiosqlite's thread: make a
 ``sqlite3`` cursor, execute (or executemany), fetch every row if the statement returns
