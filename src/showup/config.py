@@ -9,13 +9,16 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import socket
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECONDS = re.compile(r"\d+(\.\d+)?")
 
 
 class ConfigError(Exception):
@@ -68,6 +71,9 @@ class Settings(BaseSettings):
     webhook_retry_max: timedelta = timedelta(hours=12)
     webhook_give_up_after: timedelta = timedelta(days=3)
     webhook_rotation_grace: timedelta = timedelta(hours=24)
+    # Finished messages (every delivery delivered, failed or cancelled) are purged with
+    # their deliveries and attempts this long after their last delivery ended.
+    webhook_retention: timedelta = timedelta(days=30)
 
     # Bots (bots/, launchers/): when to join and how long launching may take
     bot_lead_time: timedelta = timedelta(minutes=2)
@@ -89,6 +95,20 @@ class Settings(BaseSettings):
     push_rate_interval: timedelta = timedelta(seconds=6)
 
     log_level: str = "INFO"
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _seconds(cls, v: object, info: ValidationInfo) -> object:
+        """Durations also take plain seconds (``300``, ``0.5``), as documented; pydantic
+        alone reads a number in a string (every environment variable) as an error."""
+        if (
+            isinstance(v, str)
+            and info.field_name is not None
+            and cls.model_fields[info.field_name].annotation is timedelta
+            and _SECONDS.fullmatch(v.strip())
+        ):
+            return timedelta(seconds=float(v))
+        return v
 
     @field_validator(
         "public_url",
@@ -114,6 +134,7 @@ class Settings(BaseSettings):
         "webhook_retry_max",
         "webhook_give_up_after",
         "webhook_rotation_grace",
+        "webhook_retention",
     )
     @classmethod
     def _positive_webhook_durations(cls, v: timedelta) -> timedelta:

@@ -38,6 +38,7 @@ from sqlalchemy import delete, or_
 from showup.db.models import Event
 from showup.jobs.kinds import JobKind, default_kinds
 from showup.runtime import Runtime
+from showup.webhooks.retention import WebhookRetention
 
 log = logging.getLogger("showup.worker")
 
@@ -53,6 +54,7 @@ class Worker:
         self.kinds = list(kinds) if kinds is not None else default_kinds(runtime)
         self._inflight: dict[str, set[asyncio.Task[object]]] = {k.name: set() for k in self.kinds}
         self._last_maintenance: datetime | None = None
+        self._webhook_retention = WebhookRetention()
         # run_forever's bookkeeping: kinds whose last claim was full, the next due time of
         # the others, kinds with a job finished since the last pass, and a wake-up for that.
         self._full: set[str] = set()
@@ -121,7 +123,10 @@ class Worker:
         return outcomes
 
     async def maintain(self, force: bool = False) -> int:
-        """Purge events deleted (or ended) longer ago than the retention setting."""
+        """Purge events deleted (or ended) longer ago than the retention setting
+        (returns how many), and webhook messages finished longer ago than theirs (a short
+        batch now and then: ``webhooks/retention.py``)."""
+        await self._webhook_retention.run(self.rt, force=force)
         now = self.rt.clock.now()
         last = self._last_maintenance
         if not force and last is not None and now - last < _MAINTENANCE_EVERY:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from showup.api.deps import CallerDep, RuntimeDep, SessionDep, public_base
 from showup.api.errors import ApiError, bad_request, not_found
@@ -280,7 +281,12 @@ async def replay_delivery(
         raise ApiError(
             409, "endpoint_disabled", "The endpoint is disabled; nothing can be delivered to it."
         )
-    fresh = await service.replay(session, delivery, now=runtime.clock.now())
+    try:
+        fresh = await service.replay(session, delivery, now=runtime.clock.now())
+    except (LookupError, IntegrityError):
+        # Purged meanwhile by webhook retention (webhooks/retention.py), message and all.
+        await session.rollback()
+        raise not_found("delivery") from None
     event_type = await session.scalar(
         select(WebhookMessage.event_type).where(WebhookMessage.id == fresh.message_id)
     )
