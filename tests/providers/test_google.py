@@ -569,3 +569,33 @@ def test_odd_attendee_fields_do_not_break_the_event() -> None:
     (attendee,) = event.attendees
     assert attendee.email is None and attendee.name is None
     assert attendee.response_status == "needs_action"
+
+
+def test_attendees_are_read_the_same_from_the_cache() -> None:
+    from showup.providers import google_normalize
+
+    def people(*nodes: dict[str, Any]) -> tuple[Any, ...]:
+        item = {
+            **timed("p", "2026-11-03T10:00:00Z", "2026-11-03T11:00:00Z"),
+            "attendees": list(nodes),
+        }
+        event = normalize_item(item, None)
+        assert isinstance(event, RemoteEvent)
+        return event.attendees
+
+    ann = {"email": "ann@example.com", "displayName": "Ann", "responseStatus": "accepted"}
+    first = people(ann, {**ann, "organizer": True, "self": 1})
+    again = people(dict(ann), {**ann, "organizer": 1, "self": True})  # equal keys, other types
+    assert first == again
+    assert first[0].response_status == "accepted" and not first[0].is_organizer
+    assert first[1].is_organizer and first[1].is_self
+    # Another answer, or a non-string where a string belongs, is another attendee.
+    (declined,) = people({**ann, "responseStatus": "declined"})
+    assert declined.response_status == "declined"
+    (odd,) = people({**ann, "displayName": 7})
+    assert odd.name is None and odd.email == "ann@example.com"
+    # Bounded: a calendar of many distinct people does not grow the cache without end.
+    for i in range(google_normalize._SEEN_MAX + 10):
+        people({"email": f"p{i}@example.com"})
+    assert len(google_normalize._SEEN) <= google_normalize._SEEN_MAX
+    assert people(ann) == first[:1]

@@ -44,7 +44,8 @@ class UTCDateTime(TypeDecorator[datetime]):
                 return None
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTCDateTime column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            # isoformat of an aware UTC datetime ends in "+00:00": cut it off.
+            return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
 
         return process
 

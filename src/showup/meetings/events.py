@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from showup.meetings.extract import find_meeting_link
+from showup.meetings.extract import find_in_text, find_meeting_link
 from showup.meetings.link import MeetingLink
 
 
@@ -27,17 +27,6 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _google_texts(raw: Mapping[str, Any]) -> Iterator[str | None]:
-    for entry in _list(_mapping(raw.get("conferenceData")).get("entryPoints")):
-        entry = _mapping(entry)
-        if entry.get("entryPointType") == "video":
-            yield _str(entry.get("uri"))
-    yield _str(raw.get("hangoutLink"))
-    yield _str(raw.get("location"))
-    yield _str(raw.get("description"))
-    yield _str(raw.get("summary"))
-
-
 def _graph_texts(raw: Mapping[str, Any]) -> Iterator[str | None]:
     yield _str(_mapping(raw.get("onlineMeeting")).get("joinUrl"))
     yield _str(raw.get("onlineMeetingUrl"))
@@ -49,6 +38,9 @@ def _graph_texts(raw: Mapping[str, Any]) -> Iterator[str | None]:
     yield _str(raw.get("subject"))
 
 
+_GOOGLE_TEXT_FIELDS = ("hangoutLink", "location", "description", "summary")
+
+
 def from_google_event(raw: Mapping[str, Any]) -> MeetingLink | None:
     """Join link of a Google Calendar v3 event resource.
 
@@ -57,9 +49,15 @@ def from_google_event(raw: Mapping[str, Any]) -> MeetingLink | None:
     ignored; the payload is never modified. Fields are read lazily, so an event whose
     conference entry resolves costs one URL parse.
     """
-    for text in _google_texts(raw):
-        link = find_meeting_link(text)
-        if link is not None:
+    # Unrolled (no generator, no varargs): this runs for every event of every sync.
+    for entry in _list(_mapping(raw.get("conferenceData")).get("entryPoints")):
+        if isinstance(entry, Mapping) and entry.get("entryPointType") == "video":
+            uri = entry.get("uri")
+            if isinstance(uri, str) and uri and (link := find_in_text(uri)) is not None:
+                return link
+    for key in _GOOGLE_TEXT_FIELDS:
+        text = raw.get(key)
+        if isinstance(text, str) and text and (link := find_in_text(text)) is not None:
             return link
     return None
 

@@ -61,7 +61,8 @@ def _url_pattern(text: str) -> re.Pattern[str]:
     return _URL_RE_ANY_CASE
 
 
-def _find_in_text(text: str) -> MeetingLink | None:
+def find_in_text(text: str) -> MeetingLink | None:
+    """The join link in one non-empty text (see :func:`find_meeting_link`)."""
     stripped = text.strip()
     failed = ""  # a candidate already resolved as standalone, without success
     if stripped and len(stripped) <= _MAX_STANDALONE_CHARS and not _WHITESPACE_RE.search(stripped):
@@ -69,6 +70,8 @@ def _find_in_text(text: str) -> MeetingLink | None:
         if link is not None:
             return link
         failed = stripped
+    if ":" not in text and "%3" not in text and "&" not in text:
+        return None  # no scheme separator, not even encoded: no URL to find in prose
     first: MeetingLink | None = None
     meeting_key = ""
     prepared = _prepare(text)
@@ -109,7 +112,7 @@ def find_meeting_link(*texts: str | None) -> MeetingLink | None:
     for text in texts:
         if not text or not isinstance(text, str):
             continue
-        link = _find_in_text(text)
+        link = find_in_text(text)
         if link is not None:
             return link
     return None

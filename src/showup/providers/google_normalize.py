@@ -81,7 +81,36 @@ def parse_time(node: Any, calendar_tz: str | None) -> tuple[datetime, bool]:
     raise MalformedEvent("start/end has neither dateTime nor date")
 
 
+# The same attendee entries recur on every occurrence of a series and across a calendar.
+# Keyed by the raw values the Attendee is made from, a hit skips the type checks below
+# (equal keys always give equal attendees: a non-string reads as absent either way).
+_SEEN: dict[tuple[Any, ...], Attendee] = {}
+_SEEN_MAX = 8192
+
+
 def _attendee(node: dict[str, Any]) -> Attendee:
+    get = node.get
+    key = (
+        get("email"),
+        get("displayName"),
+        get("responseStatus"),
+        get("organizer"),
+        get("self"),
+        get("resource"),
+    )
+    try:
+        return _SEEN[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value where a string belongs
+        return _attendee_checked(node)
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    attendee = _SEEN[key] = _attendee_checked(node)
+    return attendee
+
+
+def _attendee_checked(node: dict[str, Any]) -> Attendee:
     email = node.get("email")
     name = node.get("displayName")
     status = node.get("responseStatus")
