@@ -257,3 +257,168 @@ async def test_tenant_secret_is_stable_and_signs_calendar_targets(
     )
     await worker.drain()
     verify_both(secret, receiver.requests[0], clock)
+
+
+# --- PATCH: re-enable, change the URL, the filter, the description -------------------------
+
+
+async def test_patch_re_enables_an_endpoint_disabled_by_a_410(
+    api: httpx.AsyncClient,
+    runtime: Any,
+    tenant: Any,
+    worker: Any,
+    receiver: Receiver,
+    clock: Any,
+) -> None:
+    ep_id, _ = await add_endpoint(api)
+    receiver.answer(Reply(500))
+    first = await announce(runtime, tenant.tenant_id)
+    await worker.drain()  # retrying
+    receiver.answer(Reply(410))
+    await announce(runtime, tenant.tenant_id, BOT_UPDATED)
+    await worker.drain()  # gone: disabled, the first one's retry cancelled
+    assert (await api.get(f"{ENDPOINTS}{ep_id}/")).json()["disabled"] is True
+    clock.advance(timedelta(hours=1))
+
+    r = await api.patch(f"{ENDPOINTS}{ep_id}/", json={"disabled": False})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["disabled"], got["disabled_reason"], got["disabled_at"]) == (False, None, None)
+    assert got["updated_at"] == "2026-11-02T10:00:00Z" and "secret" not in got
+    assert (await api.get(f"{ENDPOINTS}{ep_id}/")).json() == got
+
+    # Nothing is queued again: the cancelled delivery stays so, and replay brings it back.
+    assert await worker.drain() == []
+    cancelled = (
+        await api.get(f"{ENDPOINTS}{ep_id}/deliveries/", params={"status": "cancelled"})
+    ).json()["results"]
+    assert [d["webhook_id"] for d in cancelled] == [first]
+    r = await api.post(f"{ENDPOINTS}{ep_id}/deliveries/{cancelled[0]['id']}/replay/")
+    assert r.status_code == 201, r.text
+    # New messages reach it again.
+    await announce(runtime, tenant.tenant_id, BOT_SCHEDULED)
+    outcomes = await worker.drain()
+    assert [o.result for o in outcomes] == ["delivered", "delivered"]
+    assert first in {req.headers["webhook-id"] for req in receiver.requests[-2:]}
+
+
+async def test_patch_changes_url_filter_and_description_checked_as_at_creation(
+    api: httpx.AsyncClient,
+    runtime: Any,
+    tenant: Any,
+    worker: Any,
+    receiver: Receiver,
+    resolver: FakeResolver,
+    clock: Any,
+) -> None:
+    ep_id, secret = await add_endpoint(api, description="old")
+    resolver.answers["hooks.example.com"] = ["93.184.216.34"]
+    clock.advance(timedelta(minutes=1))
+    r = await api.patch(
+        f"{ENDPOINTS}{ep_id}/",
+        json={
+            "url": "https://hooks.example.com/in",
+            "event_types": [BOT_UPDATED, BOT_UPDATED],
+            "description": None,
+        },
+    )
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["url"] == "https://hooks.example.com/in"
+    assert got["event_types"] == [BOT_UPDATED] and got["description"] is None
+    assert got["updated_at"] == "2026-11-02T09:01:00Z" and got["disabled"] is False
+    assert resolver.calls == ["hooks.example.com"]
+
+    # The same URL again is not looked up again; a body changing nothing changes nothing.
+    clock.advance(timedelta(minutes=1))
+    r = await api.patch(f"{ENDPOINTS}{ep_id}/", json={"url": "https://hooks.example.com/in"})
+    assert r.status_code == 200 and r.json() == got
+    assert (await api.patch(f"{ENDPOINTS}{ep_id}/", json={})).json() == got
+    assert resolver.calls == ["hooks.example.com"]
+
+    # The filter applies to new messages; null means every type again. The secret is kept.
+    r = await api.patch(f"{ENDPOINTS}{ep_id}/", json={"event_types": None, "url": HOOK_URL})
+    assert r.status_code == 200 and r.json()["event_types"] is None
+    await announce(runtime, tenant.tenant_id, BOT_SCHEDULED)
+    await worker.drain()
+    [req] = receiver.requests
+    assert req.url == HOOK_URL
+    verify_both(secret, req, clock)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"url": "https://10.0.0.1/hook"}, "private_address", "url"),
+        ({"url": "https://169.254.169.254/latest"}, "private_address", "url"),
+        ({"url": "http://example.com/hook"}, "scheme_not_allowed", "url"),
+        ({"url": "https://user:pw@example.com/"}, "invalid_url", "url"),
+        ({"url": "https://nowhere.invalid/"}, "unresolvable", "url"),
+        ({"url": "https://internal.example.com/"}, "private_address", "url"),
+        ({"url": None}, "invalid_request", "url"),
+        ({"url": ""}, "invalid_request", "url"),
+        ({"disabled": None}, "invalid_request", "disabled"),
+        ({"disabled": "maybe"}, "invalid_request", "disabled"),
+        ({"event_types": ["bot.exploded"]}, "unknown_event_type", "event_types"),
+        ({"event_types": []}, "invalid_request", "event_types"),
+        ({"description": "x" * 501}, "invalid_request", "description"),
+        ({"secret": "whsec_mine"}, "invalid_request", "secret"),
+        ({"disabled": True, "url": "https://10.0.0.1/hook"}, "private_address", "url"),
+        ({"disabled": True, "event_types": ["bot.exploded"]}, "unknown_event_type", "event_types"),
+    ],
+)
+async def test_patch_bad_input_is_400_with_a_code_and_writes_nothing(
+    api: httpx.AsyncClient,
+    runtime: Any,
+    tenant: Any,
+    resolver: FakeResolver,
+    clock: Any,
+    body: dict[str, Any],
+    code: str,
+    field: str,
+) -> None:
+    resolver.answers["internal.example.com"] = ["93.184.216.34", "192.168.1.20"]
+    ep_id, _ = await add_endpoint(api, event_types=[BOT_SCHEDULED], description="kept")
+    await announce(runtime, tenant.tenant_id)
+    before = (await api.get(f"{ENDPOINTS}{ep_id}/")).json()
+    clock.advance(timedelta(minutes=1))
+    r = await api.patch(f"{ENDPOINTS}{ep_id}/", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == code
+    assert r.json()["errors"][0]["field"] == field
+    assert "pw@" not in r.text
+    assert (await api.get(f"{ENDPOINTS}{ep_id}/")).json() == before
+    async with runtime.sessions() as session:
+        statuses = list(await session.scalars(select(WebhookDelivery.status)))
+    assert statuses == ["pending"]  # a rejected disable cancelled nothing
+
+
+async def test_patch_can_disable_which_cancels_the_queue(
+    api: httpx.AsyncClient, runtime: Any, tenant: Any, worker: Any, clock: Any
+) -> None:
+    ep_id, _ = await add_endpoint(api)
+    await announce(runtime, tenant.tenant_id)
+    r = await api.patch(f"{ENDPOINTS}{ep_id}/", json={"disabled": True})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["disabled"] is True and got["disabled_reason"] == "disabled through the API"
+    assert got["disabled_at"] == "2026-11-02T09:00:00Z"
+    assert await worker.drain() == []
+    async with runtime.sessions() as session:
+        [d] = list(await session.scalars(select(WebhookDelivery)))
+    assert (d.status, d.last_error) == ("cancelled", "endpoint_disabled")
+    # Disabling again keeps the first reason and time.
+    clock.advance(timedelta(minutes=5))
+    again = await api.patch(f"{ENDPOINTS}{ep_id}/", json={"disabled": True})
+    assert again.json() == got
+
+
+async def test_patch_of_another_tenants_endpoint_is_404(
+    api: httpx.AsyncClient, other_api: httpx.AsyncClient
+) -> None:
+    ep_id, _ = await add_endpoint(api)
+    r = await other_api.patch(f"{ENDPOINTS}{ep_id}/", json={"description": "mine now"})
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = await other_api.patch(f"{ENDPOINTS}{ep_id}/", json={"url": "https://10.0.0.1/"})
+    assert r.status_code == 404  # found missing before the URL is even looked at
+    assert (await api.get(f"{ENDPOINTS}{ep_id}/")).json()["description"] is None

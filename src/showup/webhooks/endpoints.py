@@ -1,4 +1,5 @@
-"""Webhook endpoints and secrets: create, rotate, disable, replay (services over a session).
+"""Webhook endpoints and secrets: create, update, rotate, disable, replay (services over a
+session).
 
 Secrets are generated here (``signing.generate_secret``), sealed with the tenant's vault
 key at once, and handed back in clear only to the caller that must show them once (the
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
+from typing import Final
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -126,6 +129,60 @@ async def disable_endpoint(
     await session.flush()
     cancelled: int = res.rowcount  # type: ignore[attr-defined]
     return cancelled
+
+
+class Keep(Enum):
+    """update_endpoint: leave this field as it is."""
+
+    KEEP = "keep"
+
+
+KEEP: Final = Keep.KEEP
+
+DISABLED_BY_API: Final = "disabled through the API"
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    *,
+    now: datetime,
+    url: str | Keep = KEEP,
+    event_types: list[str] | Keep | None = KEEP,
+    description: str | Keep | None = KEEP,
+    disabled: bool | Keep = KEEP,
+) -> bool:
+    """Change what is given (already validated, the URL checked); return whether anything
+    changed. ``event_types=None`` means every type.
+
+    Re-enabling (``disabled=False``) clears the reason and time and queues nothing: the
+    deliveries cancelled when the endpoint was disabled stay cancelled (each can be
+    replayed), and messages announced while it was disabled were never queued to it.
+    Disabling cancels the queued deliveries, as a 410 does. Queued deliveries go to the
+    new URL, if it changes, and are kept whatever the new event types.
+    """
+    changed = False
+    if url is not KEEP and url != endpoint.url:
+        endpoint.url = url
+        changed = True
+    if event_types is not KEEP and event_types != endpoint.event_types:
+        endpoint.event_types = event_types
+        changed = True
+    if description is not KEEP and description != endpoint.description:
+        endpoint.description = description
+        changed = True
+    if disabled is not KEEP and disabled != endpoint.disabled:
+        if disabled:
+            await disable_endpoint(session, endpoint, reason=DISABLED_BY_API, now=now)
+        else:
+            endpoint.disabled = False
+            endpoint.disabled_reason = None
+            endpoint.disabled_at = None
+        changed = True
+    if changed:
+        endpoint.updated_at = now
+        await session.flush()
+    return changed
 
 
 async def replay(

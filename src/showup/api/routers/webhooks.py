@@ -1,8 +1,10 @@
 """Webhook endpoints, their deliveries, and the tenant's default secret.
 
 - ``/api/v2/webhook-endpoints/``: create (the ``secret`` is in this response only), list,
-  get, delete, ``rotate-secret`` (the new secret shown once; the old one keeps signing for
-  ``SHOWUP_WEBHOOK_ROTATION_GRACE``), ``deliveries`` with their attempts, and ``replay``.
+  get, update (``url``, ``event_types``, ``description``, ``disabled``: a disabled
+  endpoint is re-enabled here), delete, ``rotate-secret`` (the new secret shown once; the
+  old one keeps signing for ``SHOWUP_WEBHOOK_ROTATION_GRACE``), ``deliveries`` with their
+  attempts, and ``replay``.
 - ``/api/v2/webhook-secret/``: the tenant's default secret, which signs deliveries to
   calendars' own ``webhook_url``. It is the tenant's own secret, returned only here.
 
@@ -46,6 +48,20 @@ class EndpointCreate(BaseModel):
         default=None, max_length=len(EVENT_TYPES)
     )
     description: str | None = Field(default=None, max_length=500)
+
+
+class EndpointUpdate(BaseModel):
+    """PATCH: only the fields sent change. ``event_types: null`` means every type,
+    ``description: null`` (or "") clears it; ``url`` and ``disabled`` cannot be null."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH)
+    event_types: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=len(EVENT_TYPES)
+    )
+    description: str | None = Field(default=None, max_length=500)
+    disabled: bool | None = None
 
 
 def _event_types(given: list[str] | None) -> list[str] | None:
@@ -123,15 +139,24 @@ async def _load(session: SessionDep, caller: CallerDep, endpoint_id: str) -> Web
     return ep
 
 
+async def _check_url(session: SessionDep, runtime: RuntimeDep, url: str) -> None:
+    """The SSRF guard, DNS included, outside any transaction: the lookup may take up to
+    ``webhook_timeout``, and on SQLite an open transaction holds the process's only
+    connection. Ends the session's transaction (nothing is written before this), which
+    expires what it loaded: the caller reads again afterwards."""
+    await session.rollback()
+    try:
+        await runtime.outbound.check(url, runtime.settings)
+    except UrlRejected as exc:
+        raise ApiError(400, exc.code, str(exc), [{"field": "url", "message": str(exc)}]) from None
+
+
 @router.post(f"{PREFIX}/", status_code=201)
 async def create_endpoint(
     body: EndpointCreate, caller: CallerDep, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     event_types = _event_types(body.event_types)
-    try:
-        await runtime.outbound.check(body.url, runtime.settings)
-    except UrlRejected as exc:
-        raise ApiError(400, exc.code, str(exc), [{"field": "url", "message": str(exc)}]) from None
+    await _check_url(session, runtime, body.url)
     created = await service.create_endpoint(
         session,
         runtime.vault,
@@ -175,6 +200,49 @@ async def list_endpoints(
 @router.get(f"{PREFIX}/{{endpoint_id}}/")
 async def get_endpoint(endpoint_id: str, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     return endpoint_json(await _load(session, caller, endpoint_id))
+
+
+@router.patch(f"{PREFIX}/{{endpoint_id}}/")
+async def update_endpoint(
+    endpoint_id: str,
+    body: EndpointUpdate,
+    caller: CallerDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
+    """Change the endpoint's ``url``, ``event_types``, ``description``, or re-enable it
+    (``disabled: false``; disabling with ``true`` cancels its queued deliveries, as a 410
+    does). Every field is checked as at creation, a new URL by the SSRF guard too, before
+    anything is written. Re-enabling queues nothing again: replay what you need."""
+    fields = body.model_fields_set
+    for name in ("url", "disabled"):
+        if name in fields and getattr(body, name) is None:
+            raise bad_request("invalid_request", f"{name} cannot be null.", name)
+    event_types: list[str] | service.Keep | None = service.KEEP
+    if "event_types" in fields:
+        event_types = _event_types(body.event_types)
+    description: str | service.Keep | None = service.KEEP
+    if "description" in fields:
+        description = body.description or None
+    disabled: bool | service.Keep = service.KEEP if body.disabled is None else body.disabled
+    url: str | service.Keep = service.KEEP
+    ep = await _load(session, caller, endpoint_id)
+    if body.url is not None and body.url != ep.url:
+        # The stored URL passed at creation (and every delivery checks it again).
+        await _check_url(session, runtime, body.url)
+        ep = await _load(session, caller, endpoint_id)
+        url = body.url
+    await service.update_endpoint(
+        session,
+        ep,
+        now=runtime.clock.now(),
+        url=url,
+        event_types=event_types,
+        description=description,
+        disabled=disabled,
+    )
+    await session.commit()
+    return endpoint_json(ep)
 
 
 @router.delete(f"{PREFIX}/{{endpoint_id}}/", status_code=204)
