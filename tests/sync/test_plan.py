@@ -189,3 +189,17 @@ def test_new_events_outside_the_window_are_skipped() -> None:
     assert plan_page(page(late), {}, WINDOW) == []
     [action] = plan_page(page(event()), {}, WINDOW)
     assert isinstance(action, Insert) and action.values["fingerprint"] == fingerprint(event())
+
+
+def test_attendee_texts_are_cached_per_instance_and_bounded() -> None:
+    from showup.sync import plan
+
+    one = Attendee("a@example.com", "A", "accepted")
+    twin = Attendee("a@example.com", "A", "accepted")  # equal, another instance
+    other = Attendee("a@example.com", "A", "declined")
+    texts = [json.loads(plan._attendee_json(a)) for a in (one, twin, other, one)]
+    assert texts[0] == texts[1] == texts[3] == one.as_dict()
+    assert texts[2]["response_status"] == "declined"
+    for i in range(plan._ATTENDEE_JSON_MAX + 5):
+        plan._attendee_json(Attendee(f"p{i}@example.com", None, "needs_action"))
+    assert len(plan._ATTENDEE_JSON) <= plan._ATTENDEE_JSON_MAX

@@ -40,6 +40,14 @@ class Applied:
         return len(self.inserted) + len(self.updated) + len(self.deleted)
 
 
+# Built once: an IN list of literal values costs SQLAlchemy a coercion per value on every
+# call; an expanding parameter takes the list as it is.
+_STORED = select(Event.platform_id, Event.id, Event.fingerprint, Event.is_deleted).where(
+    Event.calendar_id == bindparam("calendar_id"),
+    Event.platform_id.in_(bindparam("platform_ids", expanding=True)),
+)
+
+
 async def load_stored(
     session: AsyncSession, calendar_id: str, platform_ids: Iterable[str]
 ) -> dict[str, Stored]:
@@ -47,9 +55,7 @@ async def load_stored(
     found: dict[str, Stored] = {}
     for i in range(0, len(ids), _CHUNK):
         rows = await session.execute(
-            select(Event.platform_id, Event.id, Event.fingerprint, Event.is_deleted).where(
-                Event.calendar_id == calendar_id, Event.platform_id.in_(ids[i : i + _CHUNK])
-            )
+            _STORED, {"calendar_id": calendar_id, "platform_ids": ids[i : i + _CHUNK]}
         )
         for pid, eid, fp, deleted in rows:
             found[pid] = Stored(eid, fp, deleted)

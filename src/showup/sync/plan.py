@@ -33,7 +33,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -103,11 +102,23 @@ class Encoded:
     attendees: JSONText
 
 
-@lru_cache(maxsize=16384)
+# Attendee values are frozen, and the normalizers hand out one cached instance per person
+# and answer, which recurs on every occurrence of a series and across a calendar: each
+# instance is encoded once. Keyed by identity (hashing the dataclass costs more than the
+# lookup); the entry holds the instance, so its id cannot be reused while it is cached.
+_ATTENDEE_JSON: dict[int, tuple[Attendee, str]] = {}
+_ATTENDEE_JSON_MAX = 16384
+
+
 def _attendee_json(attendee: Attendee) -> str:
-    # Attendee values are frozen and recur on every occurrence of a series and across a
-    # calendar (the normalizers hand out cached instances): encode each one once.
-    return _compact(attendee.as_dict())
+    hit = _ATTENDEE_JSON.get(id(attendee))
+    if hit is not None and hit[0] is attendee:
+        return hit[1]
+    if len(_ATTENDEE_JSON) >= _ATTENDEE_JSON_MAX:
+        _ATTENDEE_JSON.clear()
+    text = _compact(attendee.as_dict())
+    _ATTENDEE_JSON[id(attendee)] = (attendee, text)
+    return text
 
 
 def _volatile_json(raw: dict[str, Any], keys: frozenset[str]) -> str:
