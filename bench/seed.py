@@ -113,7 +113,9 @@ def _link(rng: random.Random, n: int) -> dict[str, Any]:
     roll = rng.random()
     code = f"{n % 997:03d}"
     if roll < 0.40:
-        meet = f"{rng.choice('abcdefgh')}{code[:2]}-{code}k-{rng.choice('mnopqrs')}{code}"
+        # Meet codes are letters only (xxx-xxxx-xxx): n spelled in base 26.
+        word = "".join("abcdefghijklmnopqrstuvwxyz"[n // 26**i % 26] for i in range(3))
+        meet = f"{rng.choice('abcdefgh')}{word[:2]}-{word}k-{rng.choice('mnopqrs')}{word[1:]}"
         uri = f"https://meet.google.com/{meet}"
         return {
             "hangoutLink": uri,
