@@ -159,7 +159,7 @@ def report(result: dict[str, Any]) -> str:
         ("loop_cpu_s", "CPU, our event-loop thread, whole run"),
         ("worker_cpu_s", "CPU, our process, whole run"),
         ("receiver_cpu_s", "CPU, receiver process"),
-        ("lock_wait_s", "time in BEGIN IMMEDIATE, summed"),
+        ("lock_wait_s", "begin to end of first statement (BEGIN IMMEDIATE), summed"),
     ):
         s = agg[key]
         lines.append(f"| {label} | {s['median']:.1f} s | {s['min']:.1f} - {s['max']:.1f} s |")

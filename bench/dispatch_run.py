@@ -300,21 +300,23 @@ async def _live(rt: Runtime) -> int:
 
 
 class LockWaits:
-    """Time spent in ``BEGIN IMMEDIATE``: waiting for SQLite's single writer lock (its busy
-    handler sleeps 1, 2, 5, 10, ... ms between tries while another connection holds it)."""
+    """Per transaction, from its begin to the end of its first statement, which on SQLite
+    carries ``BEGIN IMMEDIATE`` (``db/sqlite_adapter.py``): the wait for the write lock
+    (from another process: SQLite's busy handler), plus that first statement's own time.
+    Also counts transactions."""
 
     def __init__(self, rt: Runtime) -> None:
         self.waits: list[float] = []
         self.on = False
         engine = rt.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "begin", self._begin)
         event.listen(engine, "after_cursor_execute", self._after)
 
-    def _before(self, conn: Any, _cur: Any, stmt: str, *_: Any) -> None:
-        if self.on and stmt == "BEGIN IMMEDIATE":
+    def _begin(self, conn: Any) -> None:
+        if self.on:
             conn.info["bench_begin"] = time.perf_counter()
 
-    def _after(self, conn: Any, _cur: Any, stmt: str, *_: Any) -> None:
+    def _after(self, conn: Any, *_: Any) -> None:
         started = conn.info.pop("bench_begin", None)
         if started is not None:
             self.waits.append(time.perf_counter() - started)
