@@ -23,6 +23,9 @@ from showup.sync import announce
 # know the calendar's id yet. Should that step be lost, the sync starts after this anyway.
 FIRST_SYNC_GRACE = timedelta(seconds=2)
 
+# The one status that blocks a calendar's bots (bots/reconcile.py: ``calendar_disconnected``).
+DISCONNECTED = "disconnected"
+
 SUPPORTED_PLATFORMS = ("google_calendar", "microsoft_outlook")
 KNOWN_PLATFORMS = ("google_calendar", "microsoft_outlook")
 
@@ -132,12 +135,23 @@ async def release_first_sync(session: AsyncSession, calendar_id: str, now: datet
 
 
 async def status_changed(
-    session: AsyncSession, calendar: Calendar, *, now: datetime, settings: Settings
+    session: AsyncSession,
+    calendar: Calendar,
+    *,
+    now: datetime,
+    settings: Settings,
+    previous: str | None = None,
 ) -> None:
     """What follows a calendar's status change, in the same transaction: its bots are
     reconciled (a disconnected calendar's events keep no bot unless another calendar's
-    event shares it; reconnected, they come back) and the tenant gets ``calendar.update``."""
-    await bot_hooks.calendar_changed(session, calendar.id, now=now, settings=settings)
+    event shares it; reconnected, they come back) and the tenant gets ``calendar.update``.
+
+    ``previous``, the status before the change when the caller knows it, spares the
+    reconcile when neither status is ``disconnected``, the only status that bots depend
+    on (``bots/reconcile.py``): e.g. a first sync's ``connecting`` to ``connected``.
+    """
+    if previous is None or DISCONNECTED in (previous, calendar.status):
+        await bot_hooks.calendar_changed(session, calendar.id, now=now, settings=settings)
     await announce.calendar_updated(
         session,
         tenant_id=calendar.tenant_id,

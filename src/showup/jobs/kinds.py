@@ -6,7 +6,7 @@ adding a :class:`JobKind` here; the worker loop stays the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,15 +18,16 @@ from showup.db.bot_models import LIVE_STATUSES, Bot
 from showup.db.channel_models import CLAIMABLE, PushChannel
 from showup.db.models import Calendar
 from showup.db.webhook_models import WebhookDelivery
-from showup.jobs.leases import claim_due, next_due
+from showup.jobs.leases import next_due
 from showup.push.job import claim_channels, run_channel
-from showup.push.schedule import reset_requests
 from showup.runtime import Runtime
+from showup.sync.runner import SyncJobs, SyncOutcome
 from showup.webhooks.delivery import Deliverer
 
 Claim = Callable[[Runtime, str, int], Coroutine[Any, Any, list[str]]]
 Run = Callable[[Runtime, str, str], Coroutine[Any, Any, object]]
 NextDue = Callable[[Runtime], Coroutine[Any, Any, datetime | None]]
+Fed = Callable[[object], Iterable[str]]
 ClaimNext = Callable[[Runtime, str, int], Coroutine[Any, Any, tuple[list[str], datetime | None]]]
 
 
@@ -41,8 +42,11 @@ class JobKind:
     # so a bot is launched at its join time, not up to a poll interval later.
     next_due: NextDue | None = None
     # Kinds whose rows this kind's jobs create or move (a sync schedules bots and enqueues
-    # webhooks): run_forever claims them again when such a job finishes, not at the poll.
+    # webhooks): the worker claims them again when such a job finishes, not at the poll.
     feeds: tuple[str, ...] = ()
+    # Which of ``feeds`` one finished job actually fed, from its outcome (None: all of
+    # them). A sync that changed nothing then costs no claims of other kinds.
+    fed: Fed | None = None
     # ``claim`` that, when it came back with room to spare, also tells ``next_due`` from
     # its own transaction (one transaction less per wake-up for run_forever).
     claim_next: ClaimNext | None = None
@@ -58,50 +62,48 @@ def _next_due(due_col: Any, *where: ColumnElement[bool]) -> NextDue:
     return earliest
 
 
-def _sync_claim(platform: str) -> Claim:
-    async def claim(rt: Runtime, owner: str, limit: int) -> list[str]:
-        async with rt.sessions() as session:
-            ids = await claim_due(
-                session,
-                Calendar,
-                Calendar.next_sync_at,
-                now=rt.clock.now(),
-                owner=owner,
-                lease=rt.settings.lease_duration,
-                limit=limit,
-                where=(Calendar.platform == platform, Calendar.status != "disconnected"),
-            )
-            # These syncs cover every push notification so far (push/schedule.py).
-            await reset_requests(session, ids)
-            await session.commit()
-        return ids
-
-    return claim
+# The job kinds over the tables a sync may write besides its own: a finished sync feeds
+# a kind only when it wrote that kind's rows (SyncOutcome.wrote), e.g. a moved bot, a
+# queued webhook delivery, a push channel wanted by a first sync.
+_SYNC_FEEDS = {
+    Bot.__tablename__: "bots",
+    WebhookDelivery.__tablename__: "webhooks",
+    PushChannel.__tablename__: "push",
+}
 
 
-async def _sync_run(rt: Runtime, calendar_id: str, owner: str) -> object:
-    from showup.sync.runner import sync_calendar
+def _sync_fed(outcome: object) -> tuple[str, ...]:
+    if not isinstance(outcome, SyncOutcome):
+        return tuple(_SYNC_FEEDS.values())
+    return tuple(kind for table, kind in _SYNC_FEEDS.items() if table in outcome.wrote)
 
-    return await sync_calendar(rt, calendar_id, owner)
+
+def _sync_kind(rt: Runtime, platform: str) -> JobKind:
+    # The claim also reads the claimed calendars' snapshots and, for run_forever, the next
+    # due time (sync/runner.py, SyncJobs).
+    jobs = SyncJobs(platform)
+    return JobKind(
+        name=f"sync:{platform}",
+        concurrency=rt.settings.sync_concurrency_per_provider,
+        claim=jobs.claim,
+        run=jobs.run,
+        next_due=_next_due(
+            Calendar.next_sync_at,
+            Calendar.platform == platform,
+            Calendar.status != "disconnected",
+        ),
+        feeds=tuple(_SYNC_FEEDS.values()),
+        fed=_sync_fed,
+        claim_next=jobs.claim_next,
+    )
 
 
 def default_kinds(rt: Runtime) -> list[JobKind]:
-    return [
-        JobKind(
-            name=f"sync:{platform}",
-            concurrency=rt.settings.sync_concurrency_per_provider,
-            claim=_sync_claim(platform),
-            run=_sync_run,
-            next_due=_next_due(
-                Calendar.next_sync_at,
-                Calendar.platform == platform,
-                Calendar.status != "disconnected",
-            ),
-            # A first sync asks for a push channel, due at once.
-            feeds=("bots", "webhooks", "push"),
-        )
-        for platform in rt.providers
-    ] + [_webhook_kind(rt), _bot_kind(rt), _push_kind(rt)]
+    return [_sync_kind(rt, platform) for platform in rt.providers] + [
+        _webhook_kind(rt),
+        _bot_kind(rt),
+        _push_kind(rt),
+    ]
 
 
 def _webhook_kind(rt: Runtime) -> JobKind:

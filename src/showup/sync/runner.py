@@ -12,23 +12,48 @@ schedule by type (DESIGN invariant 9):
 | NotFound       | status ``disconnected`` (calendar gone at the provider)                |
 | RateLimited    | retry after Retry-After (or backoff); not counted as a failure         |
 | Transient, …   | failures += 1, retry with backoff; the error is shown on the calendar  |
+
+Transactions per sync are few, since on SQLite each one takes the single write lock and
+costs about a millisecond of event-loop CPU (BENCHMARKS.md, "ingest"):
+
+- the **claim** (:class:`SyncJobs`) leases the calendars and, in the same transaction,
+  reads what their syncs start from (:class:`Snapshot`: cursor, window, credentials);
+- the **last page** of the sync's last round is applied in one transaction with
+  everything that ends the sync: the events a full sync no longer saw are deleted, and the
+  cursor, status, schedule and lease release are written (:meth:`CalendarSync._finish`).
+  The cursor still commits only with the last page, so a crash before that commit re-runs
+  the round, as before. Earlier pages keep their own transactions.
+
+So a one-page sync takes two transactions, claim included, and one that finds nothing
+writes only its schedule. Each committed transaction notes the tables it wrote in
+:attr:`SyncOutcome.wrote`, which tells the worker which job kinds the sync fed (a moved
+bot, a queued webhook, a wanted push channel).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from showup.backoff import backoff
 from showup.bots import hooks as bot_hooks
-from showup.calendars.service import credentials, record_status, status_changed
+from showup.calendars.service import record_status, status_changed
 from showup.db.models import Calendar, Event
-from showup.providers.base import CalendarProvider, SyncWindow
+from showup.jobs.leases import claim_due, next_due
+from showup.providers.base import (
+    CalendarProvider,
+    ChangePage,
+    OAuthCredentials,
+    SyncWindow,
+)
 from showup.providers.errors import (
     AuthRevoked,
     CursorExpired,
@@ -39,6 +64,7 @@ from showup.providers.errors import (
 from showup.push import lifecycle as push_lifecycle
 from showup.push import schedule as push_schedule
 from showup.runtime import Runtime
+from showup.security.vault import Vault
 from showup.sync import announce
 from showup.sync.apply import Applied, apply_actions, load_stored, mark_deleted
 from showup.sync.plan import overlaps, plan_page
@@ -69,6 +95,9 @@ class SyncOutcome:
     changed_event_ids: list[str] = field(default_factory=list)
     error: str | None = None
     next_sync_at: datetime | None = None
+    # Tables this sync's committed transactions wrote: the worker claims again the job
+    # kinds over those tables (a moved bot, a queued webhook delivery, a wanted channel).
+    wrote: set[str] = field(default_factory=set)
 
     def add(self, applied: Applied) -> None:
         self.inserted += len(applied.inserted)
@@ -78,7 +107,9 @@ class SyncOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class _Snapshot:
+class Snapshot:
+    """What a sync starts from, read when its calendar is claimed."""
+
     id: str
     tenant_id: str
     platform: str
@@ -87,37 +118,144 @@ class _Snapshot:
     cursor: str | None
     window_end: datetime | None
     webhook_url: str | None
+    oauth_client_id: str
+    oauth_tenant_id: str | None
+    client_secret_enc: bytes
+    refresh_token_enc: bytes
+
+    def credentials(self, vault: Vault) -> OAuthCredentials:
+        return OAuthCredentials(
+            client_id=self.oauth_client_id,
+            client_secret=vault.open(self.tenant_id, self.client_secret_enc),
+            refresh_token=vault.open(self.tenant_id, self.refresh_token_enc),
+            oauth_tenant=self.oauth_tenant_id,
+        )
+
+
+# Snapshot's fields (a Core select: no ORM objects for a read).
+_SNAPSHOT = (
+    Calendar.id,
+    Calendar.tenant_id,
+    Calendar.platform,
+    Calendar.platform_calendar_id,
+    Calendar.platform_email,
+    Calendar.sync_cursor.label("cursor"),
+    Calendar.window_end,
+    Calendar.webhook_url,
+    Calendar.oauth_client_id,
+    Calendar.oauth_tenant_id,
+    Calendar.oauth_client_secret_enc.label("client_secret_enc"),
+    Calendar.oauth_refresh_token_enc.label("refresh_token_enc"),
+)
+
+
+async def load_snapshots(session: AsyncSession, calendar_ids: Sequence[str]) -> dict[str, Snapshot]:
+    rows = await session.execute(select(*_SNAPSHOT).where(Calendar.id.in_(calendar_ids)))
+    return {row.id: Snapshot(**row._asdict()) for row in rows}
+
+
+class SyncJobs:
+    """Claim and run of one provider's sync job kind (``jobs/kinds.py``).
+
+    The claim's transaction also reads the claimed calendars' snapshots (and, for
+    ``claim_next``, when the next calendar is due), so a sync needs no transaction of its
+    own to start.
+    """
+
+    def __init__(self, platform: str) -> None:
+        self.platform = platform
+        self._ready: dict[str, Snapshot] = {}
+
+    def _where(self) -> tuple[ColumnElement[bool], ...]:
+        return (Calendar.platform == self.platform, Calendar.status != "disconnected")
+
+    async def claim(self, rt: Runtime, owner: str, limit: int) -> list[str]:
+        ids, _ = await self._claim(rt, owner, limit, want_due=False)
+        return ids
+
+    async def claim_next(
+        self, rt: Runtime, owner: str, limit: int
+    ) -> tuple[list[str], datetime | None]:
+        """As :meth:`claim`; with room to spare, also the next due time after now."""
+        return await self._claim(rt, owner, limit, want_due=True)
+
+    async def _claim(
+        self, rt: Runtime, owner: str, limit: int, *, want_due: bool
+    ) -> tuple[list[str], datetime | None]:
+        now = rt.clock.now()
+        due: datetime | None = None
+        async with rt.sessions() as session:
+            ids = await claim_due(
+                session,
+                Calendar,
+                Calendar.next_sync_at,
+                now=now,
+                owner=owner,
+                lease=rt.settings.lease_duration,
+                limit=limit,
+                where=self._where(),
+                # These syncs cover every push notification so far (push/schedule.py,
+                # reset_requests), cleared by the claim's own UPDATE.
+                values={"sync_requested_at": None},
+            )
+            snapshots = await load_snapshots(session, ids) if ids else {}
+            if want_due and len(ids) < limit:
+                due = await next_due(session, Calendar.next_sync_at, now=now, where=self._where())
+            await session.commit()
+        self._ready.update(snapshots)
+        return ids, due
+
+    async def run(self, rt: Runtime, calendar_id: str, owner: str) -> SyncOutcome:
+        return await CalendarSync(rt, calendar_id, owner, self._ready.pop(calendar_id, None)).run()
+
+
+def _watch_writes(session: AsyncSession, tables: set[str]) -> None:
+    """Note in ``tables`` every table ``session`` writes, by flush or by statement."""
+
+    def flushed(s: Session, _context: Any) -> None:
+        for obj in (*s.new, *s.dirty, *s.deleted):
+            tables.add(type(obj).__tablename__)
+
+    def executed(state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            name = getattr(getattr(state.statement, "table", None), "name", None)
+            if isinstance(name, str):
+                tables.add(name)
+
+    event.listen(session.sync_session, "after_flush", flushed)
+    event.listen(session.sync_session, "do_orm_execute", executed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    """How the sync ends, applied with the last page of its last round."""
+
+    email: str | None
+    window: SyncWindow
+    # The cursor to store; None: the round's own (the tail round keeps the incremental one).
+    cursor: str | None = None
 
 
 class CalendarSync:
-    def __init__(self, runtime: Runtime, calendar_id: str, owner: str) -> None:
+    def __init__(
+        self, runtime: Runtime, calendar_id: str, owner: str, snapshot: Snapshot | None = None
+    ) -> None:
         self.rt = runtime
         self.calendar_id = calendar_id
         self.owner = owner
+        self.snapshot = snapshot
         self.outcome = SyncOutcome(calendar_id, "skipped")
         self.announced = False  # a calendar.sync_events went out with this sync
 
     async def run(self) -> SyncOutcome:
-        async with self.rt.sessions() as session:
-            cal = await session.get(Calendar, self.calendar_id)
-            if cal is None or cal.lease_owner != self.owner or cal.status == "disconnected":
-                return self.outcome
-            snap = _Snapshot(
-                cal.id,
-                cal.tenant_id,
-                cal.platform,
-                cal.platform_calendar_id,
-                cal.platform_email,
-                cal.sync_cursor,
-                cal.window_end,
-                cal.webhook_url,
-            )
-            creds = credentials(cal, self.rt.vault)
+        snap = self.snapshot or await self._load_snapshot()
+        if snap is None:
+            return self.outcome
         provider = self.rt.provider(snap.platform)
         tokens = CalendarTokens(
             calendar_id=snap.id,
             tenant_id=snap.tenant_id,
-            creds=creds,
+            creds=snap.credentials(self.rt.vault),
             provider=provider,
             cache=self.rt.tokens,
             clock=self.rt.clock,
@@ -143,8 +281,34 @@ class CalendarSync:
             await self._finish_failed(f"internal error: {type(exc).__name__}")
         return self.outcome
 
+    async def _load_snapshot(self) -> Snapshot | None:
+        """The snapshot when the claim did not take one (a sync run on its own)."""
+        async with self.rt.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Calendar.lease_owner, Calendar.status, *_SNAPSHOT).where(
+                        Calendar.id == self.calendar_id
+                    )
+                )
+            ).first()
+        if row is None or row.lease_owner != self.owner or row.status == "disconnected":
+            return None
+        values = row._asdict()
+        del values["lease_owner"], values["status"]
+        return Snapshot(**values)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session committed when the block ends; the tables it wrote go to the outcome."""
+        tables: set[str] = set()
+        async with self.rt.sessions() as session:
+            _watch_writes(session, tables)
+            yield session
+            await session.commit()
+        self.outcome.wrote |= tables
+
     async def _sync(
-        self, snap: _Snapshot, provider: CalendarProvider, tokens: CalendarTokens
+        self, snap: Snapshot, provider: CalendarProvider, tokens: CalendarTokens
     ) -> None:
         now = self.rt.clock.now()
         s = self.rt.settings
@@ -153,33 +317,52 @@ class CalendarSync:
         if email is None:
             info = await provider.get_calendar(tokens, snap.platform_calendar_id)
             email = info.email.lower() if info.email else None
-        cursor = snap.cursor
-        if cursor is not None:
+        if snap.cursor is not None:
+            tail = None
+            if snap.window_end is not None and window.end - snap.window_end >= _EXTEND_AFTER:
+                tail = SyncWindow(snap.window_end, window.end)
             try:
-                cursor = await self._round(snap, provider, tokens, cursor, window, full=False)
+                cursor = await self._round(
+                    snap,
+                    provider,
+                    tokens,
+                    snap.cursor,
+                    window,
+                    full=False,
+                    finish=None if tail else _Finish(email, window),
+                )
             except CursorExpired:
                 activity.info("calendar %s: sync cursor expired, running a full sync", snap.id)
-                cursor = None
             else:
-                if snap.window_end is not None and window.end - snap.window_end >= _EXTEND_AFTER:
-                    tail = SyncWindow(snap.window_end, window.end)
-                    await self._round(snap, provider, tokens, None, tail, full=False)
-        if cursor is None:
-            self.outcome.full = True
-            cursor = await self._round(snap, provider, tokens, None, window, full=True)
-        await self._finish_synced(email, cursor, window)
+                if tail is None:
+                    return  # ended with its last page
+                if cursor is not None:
+                    finish = _Finish(email, window, cursor)
+                    await self._round(snap, provider, tokens, None, tail, full=False, finish=finish)
+                    return
+                # A round without a last page left no cursor to keep: a full sync instead.
+        self.outcome.full = True
+        await self._round(
+            snap, provider, tokens, None, window, full=True, finish=_Finish(email, window)
+        )
 
     async def _round(
         self,
-        snap: _Snapshot,
+        snap: Snapshot,
         provider: CalendarProvider,
         tokens: CalendarTokens,
         cursor: str | None,
         window: SyncWindow,
         *,
         full: bool,
+        finish: _Finish | None,
     ) -> str | None:
-        """Fetch and apply one round of pages; return the round's new cursor."""
+        """Fetch and apply one round of pages; return the round's new cursor.
+
+        With ``finish`` (the sync's last round; a full round always is), the last page's
+        transaction also ends the sync: unseen events deleted (full), cursor and schedule
+        stored, lease released.
+        """
         seen: set[str] = set()
         new_cursor: str | None = None
         async for page in provider.list_changes(
@@ -188,70 +371,116 @@ class CalendarSync:
             self.outcome.pages += 1
             if full:
                 seen.update(e.platform_id for e in page.upserts)
-            async with self.rt.sessions() as session:
-                await self._heartbeat(session)
-                stored = await load_stored(
-                    session,
-                    snap.id,
-                    [e.platform_id for e in page.upserts] + [d.platform_id for d in page.deletions],
-                )
-                actions = plan_page(page, stored, window)
-                if actions:
-                    now = self.rt.clock.now()
-                    applied = await apply_actions(
-                        session, actions, tenant_id=snap.tenant_id, calendar_id=snap.id, now=now
-                    )
-                    self.outcome.add(applied)
-                    # The bots of changed events move, and the change is announced, in this
-                    # same transaction (DESIGN 2).
-                    await bot_hooks.events_changed(
-                        session, applied.changed_ids, now=now, settings=self.rt.settings
-                    )
-                    if len(applied):
-                        await self._announce_events(session, snap, now)
-                await session.commit()
             if page.is_last:
                 new_cursor = page.next_cursor
-        if full:
-            await self._delete_unseen(snap, window, seen)
+            if page.is_last and finish is not None:
+                await self._last_page(
+                    snap, page, window, seen if full else None, finish, new_cursor
+                )
+                return new_cursor
+            async with self._transaction() as session:
+                await self._heartbeat(session)
+                now = self.rt.clock.now()
+                applied = await self._apply(session, snap, page, window, now)
+                await self._changed(session, snap, applied, [], now)
+        if finish is not None:  # the round ended without a last page: end the sync anyway
+            await self._last_page(snap, None, window, seen if full else None, finish, new_cursor)
         return new_cursor
 
-    async def _delete_unseen(self, snap: _Snapshot, window: SyncWindow, seen: set[str]) -> None:
-        """After a full sync, stored live events the provider no longer lists are gone."""
-        async with self.rt.sessions() as session:
-            await self._heartbeat(session)
-            rows = await session.execute(
-                select(Event.id, Event.platform_id, Event.start_time, Event.end_time).where(
-                    Event.calendar_id == snap.id,
-                    Event.is_deleted.is_(False),
-                    Event.end_time > window.start,
-                    Event.start_time < window.end,
-                )
+    async def _last_page(
+        self,
+        snap: Snapshot,
+        page: ChangePage | None,
+        window: SyncWindow,
+        seen: set[str] | None,
+        finish: _Finish,
+        cursor: str | None,
+    ) -> None:
+        async with self._transaction() as session:
+            cal = await self._fence(session)
+            now = self.rt.clock.now()
+            applied = await self._apply(session, snap, page, window, now) if page else None
+            gone = (
+                await self._delete_unseen(session, snap, window, seen, now)
+                if seen is not None
+                else []
             )
-            gone = [
-                eid
-                for eid, pid, start, end in rows
-                if pid not in seen and overlaps(start, end, window)
-            ]
-            if gone:
-                now = self.rt.clock.now()
-                await mark_deleted(session, gone, now)
-                await bot_hooks.events_changed(session, gone, now=now, settings=self.rt.settings)
-                await self._announce_events(session, snap, now)
-                self.outcome.deleted += len(gone)
-                self.outcome.changed_event_ids.extend(gone)
-            await session.commit()
+            await self._changed(session, snap, applied, gone, now)
+            await self._finish(session, cal, finish, finish.cursor or cursor, now)
+        self._synced(cal)
 
-    async def _announce_events(self, session: AsyncSession, snap: _Snapshot, at: datetime) -> None:
-        await announce.events_synced(
+    async def _apply(
+        self,
+        session: AsyncSession,
+        snap: Snapshot,
+        page: ChangePage,
+        window: SyncWindow,
+        now: datetime,
+    ) -> Applied | None:
+        stored = await load_stored(
             session,
-            tenant_id=snap.tenant_id,
-            calendar_id=snap.id,
-            webhook_url=snap.webhook_url,
-            last_updated_ts=at,
-            now=at,
+            snap.id,
+            [e.platform_id for e in page.upserts] + [d.platform_id for d in page.deletions],
         )
-        self.announced = True
+        actions = plan_page(page, stored, window)
+        if not actions:
+            return None
+        applied = await apply_actions(
+            session, actions, tenant_id=snap.tenant_id, calendar_id=snap.id, now=now
+        )
+        self.outcome.add(applied)
+        return applied
+
+    async def _changed(
+        self,
+        session: AsyncSession,
+        snap: Snapshot,
+        applied: Applied | None,
+        gone: list[str],
+        now: datetime,
+    ) -> None:
+        """The bots of changed events move, and the change is announced, in the same
+        transaction as the change (DESIGN 2): one ``calendar.sync_events`` per transaction."""
+        # Events inserted just now have no bot yet (a bot links to stored events only), so
+        # only updated and deleted ones can move one.
+        moved = [*applied.updated, *applied.deleted] if applied else []
+        await bot_hooks.events_changed(session, [*moved, *gone], now=now, settings=self.rt.settings)
+        if (applied is not None and len(applied)) or gone:
+            await announce.events_synced(
+                session,
+                tenant_id=snap.tenant_id,
+                calendar_id=snap.id,
+                webhook_url=snap.webhook_url,
+                last_updated_ts=now,
+                now=now,
+            )
+            self.announced = True
+
+    async def _delete_unseen(
+        self,
+        session: AsyncSession,
+        snap: Snapshot,
+        window: SyncWindow,
+        seen: set[str],
+        now: datetime,
+    ) -> list[str]:
+        """After a full sync, stored live events the provider no longer lists are gone."""
+        rows = await session.execute(
+            select(Event.id, Event.platform_id, Event.start_time, Event.end_time).where(
+                Event.calendar_id == snap.id,
+                Event.is_deleted.is_(False),
+                Event.end_time > window.start,
+                Event.start_time < window.end,
+            )
+        )
+        gone = [
+            eid for eid, pid, start, end in rows if pid not in seen and overlaps(start, end, window)
+        ]
+        if gone:
+            await mark_deleted(session, gone, now)
+            self.outcome.deleted += len(gone)
+            self.outcome.changed_event_ids.extend(gone)
+        return gone
 
     async def _heartbeat(self, session: AsyncSession) -> None:
         """Extend our lease, or find out we lost it (fencing for every write)."""
@@ -265,51 +494,68 @@ class CalendarSync:
         if res.rowcount == 0:  # type: ignore[attr-defined]
             raise LeaseLost(self.calendar_id)
 
-    async def _load_owned(self, session: AsyncSession) -> Calendar:
-        await self._heartbeat(session)
-        cal = await session.get(Calendar, self.calendar_id, populate_existing=True)
-        if cal is None:
+    async def _fence(self, session: AsyncSession) -> Calendar:
+        """Our calendar row, locked (PostgreSQL; SQLite has one writer), for a transaction
+        that ends the sync and so releases the lease; LeaseLost if another worker has it.
+
+        The fencing is the heartbeat's (the lease owner is still us), without extending a
+        lease that this transaction releases.
+        """
+        cal = await session.get(Calendar, self.calendar_id, with_for_update=True)
+        if cal is None or cal.lease_owner != self.owner:
             raise LeaseLost(self.calendar_id)
         return cal
 
-    async def _finish_synced(
-        self, email: str | None, cursor: str | None, window: SyncWindow
+    async def _finish(
+        self,
+        session: AsyncSession,
+        cal: Calendar,
+        finish: _Finish,
+        cursor: str | None,
+        now: datetime,
     ) -> None:
-        now = self.rt.clock.now()
-        async with self.rt.sessions() as session:
-            cal = await self._load_owned(session)
-            changed = record_status(cal, "connected", self.rt.clock)
-            if changed:  # (re)connected: bots its disconnection cancelled come back
-                await status_changed(session, cal, now=now, settings=self.rt.settings)
-            if cal.last_synced_at is None and not self.announced:
-                # Recall announces a calendar's first sync even when it found no events.
-                await announce.events_synced(
-                    session,
-                    tenant_id=cal.tenant_id,
-                    calendar_id=cal.id,
-                    webhook_url=cal.webhook_url,
-                    last_updated_ts=now,
-                    now=now,
-                )
-            if email and cal.platform_email != email:
-                cal.platform_email = email
-                changed = True
-            cal.sync_cursor = cursor
-            if self.outcome.full or cal.window_start is None:
-                cal.window_start = window.start
-            cal.window_end = window.end
-            cal.last_synced_at = now
-            if self.outcome.full:
-                cal.last_full_sync_at = now
-            cal.sync_failures = 0
-            if cal.last_error is not None:
-                cal.last_error = None
-                changed = True
-            cal.next_sync_at = await push_schedule.after_sync(session, self.rt, cal, now)
-            self._release(cal)
-            if changed:
-                cal.updated_at = now
-            await session.commit()
+        """Record the successful sync on ``cal``, in the last page's transaction."""
+        first = cal.last_synced_at is None
+        previous = cal.status
+        reconnected = record_status(cal, "connected", self.rt.clock)
+        changed = reconnected
+        email = finish.email
+        if email and cal.platform_email != email:
+            cal.platform_email = email
+            changed = True
+        cal.sync_cursor = cursor
+        if self.outcome.full or cal.window_start is None:
+            cal.window_start = finish.window.start
+        cal.window_end = finish.window.end
+        cal.last_synced_at = now
+        if self.outcome.full:
+            cal.last_full_sync_at = now
+        cal.sync_failures = 0
+        if cal.last_error is not None:
+            cal.last_error = None
+            changed = True
+        self._release(cal)
+        if changed:
+            cal.updated_at = now
+        # Every field is set before anything below flushes: one UPDATE of the row (two
+        # when after_sync adds a push channel, which flushes before next_sync_at is known).
+        cal.next_sync_at = await push_schedule.after_sync(session, self.rt, cal, now)
+        if reconnected:  # (re)connected: bots its disconnection cancelled come back
+            await status_changed(
+                session, cal, now=now, settings=self.rt.settings, previous=previous
+            )
+        if first and not self.announced:
+            # Recall announces a calendar's first sync even when it found no events.
+            await announce.events_synced(
+                session,
+                tenant_id=cal.tenant_id,
+                calendar_id=cal.id,
+                webhook_url=cal.webhook_url,
+                last_updated_ts=now,
+                now=now,
+            )
+
+    def _synced(self, cal: Calendar) -> None:
         self.outcome.result = "synced"
         self.outcome.next_sync_at = cal.next_sync_at
         if (
@@ -327,9 +573,9 @@ class CalendarSync:
                 self.outcome.deleted,
             )
 
-    async def _finish_disconnected(self, snap: _Snapshot, reason: str, message: str) -> None:
-        async with self.rt.sessions() as session:
-            cal = await self._load_owned(session)
+    async def _finish_disconnected(self, snap: Snapshot, reason: str, message: str) -> None:
+        async with self._transaction() as session:
+            cal = await self._fence(session)
             now = self.rt.clock.now()
             if record_status(cal, "disconnected", self.rt.clock, reason, {"error": message}):
                 cal.updated_at = now
@@ -339,7 +585,6 @@ class CalendarSync:
             cal.next_sync_at = None
             await push_lifecycle.calendar_disconnected(session, cal, now)
             self._release(cal)
-            await session.commit()
         self.rt.tokens.drop_calendar(snap.id)
         self.outcome.result = "disconnected"
         self.outcome.error = message
@@ -347,23 +592,22 @@ class CalendarSync:
 
     async def _finish_rate_limited(self, exc: RateLimited) -> None:
         s = self.rt.settings
-        async with self.rt.sessions() as session:
-            cal = await self._load_owned(session)
+        async with self._transaction() as session:
+            cal = await self._fence(session)
             now = self.rt.clock.now()
             delay = exc.retry_after or backoff(
                 cal.sync_failures + 1, base=s.retry_backoff_base, cap=s.retry_backoff_max
             )
             cal.next_sync_at = now + delay
             self._release(cal)
-            await session.commit()
         self.outcome.result = "rate_limited"
         self.outcome.next_sync_at = cal.next_sync_at
         log.info("calendar %s rate limited; retrying in %s", self.calendar_id, delay)
 
     async def _finish_failed(self, message: str) -> None:
         s = self.rt.settings
-        async with self.rt.sessions() as session:
-            cal = await self._load_owned(session)
+        async with self._transaction() as session:
+            cal = await self._fence(session)
             now = self.rt.clock.now()
             cal.sync_failures += 1
             cal.last_error = message
@@ -372,7 +616,6 @@ class CalendarSync:
                 cal.sync_failures, base=s.retry_backoff_base, cap=s.retry_backoff_max
             )
             self._release(cal)
-            await session.commit()
         self.outcome.result = "failed"
         self.outcome.error = message
         self.outcome.next_sync_at = cal.next_sync_at
@@ -385,5 +628,5 @@ class CalendarSync:
 
 
 async def sync_calendar(runtime: Runtime, calendar_id: str, owner: str) -> SyncOutcome:
-    """Sync one calendar whose lease ``owner`` holds."""
+    """Sync one calendar whose lease ``owner`` holds (its snapshot read here, not at a claim)."""
     return await CalendarSync(runtime, calendar_id, owner).run()
