@@ -17,12 +17,15 @@ When ``run_forever`` claims a kind (see :meth:`Worker.run_forever` for the full 
   with fewer rows than it had room for): so a bot launches at its join time, not up to a
   poll interval later;
 - when one of its jobs finishes while its last claim was full: more rows may be due;
-- when a job of a kind that feeds it finishes (``JobKind.feeds``: a sync may have made a
-  bot due at once). Other follow-ups of a job (a retry, a ``bot.failed`` webhook) are
+- when a job finishes that fed it (``JobKind.feeds``, narrowed by the job's outcome
+  through ``JobKind.fed``: a sync that moved a bot feeds the bots kind, one that changed
+  nothing feeds none). Other follow-ups of a job (a retry, a ``bot.failed`` webhook) are
   found by the next claim of their kind, at the latest on the next poll.
 
 It does not re-claim every kind after every finished job: on SQLite each claim is a write
 transaction, and under a burst of launches those empty claims cost more than the work.
+Jobs finishing together are followed by one claim of each kind they fed. ``drain`` uses
+the same rules, and a pass over every kind whenever nothing runs.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Worker:
         self._full: set[str] = set()
         self._next_due: dict[str, datetime] = {}
         self._finished: set[str] = set()
+        self._fed: set[str] = set()  # kinds fed by the jobs finished since the last pass
         self._job_done = asyncio.Event()
 
     def kind(self, name: str) -> JobKind:
@@ -74,7 +78,7 @@ class Worker:
 
     def _spawn(self, kind: JobKind, row_id: str) -> asyncio.Task[object]:
         task: asyncio.Task[object] = asyncio.create_task(
-            kind.run(self.rt, row_id, self.owner), name=f"{kind.name}:{row_id}"
+            self._run(kind, row_id), name=f"{kind.name}:{row_id}"
         )
         bucket = self._inflight[kind.name]
         bucket.add(task)
@@ -82,43 +86,79 @@ class Worker:
         task.add_done_callback(lambda _: self._on_done(kind.name))
         return task
 
+    async def _run(self, kind: JobKind, row_id: str) -> object:
+        """One job; notes the kinds it fed (``JobKind.fed``, or all its ``feeds``)."""
+        try:
+            result = await kind.run(self.rt, row_id, self.owner)
+        except BaseException:
+            self._fed.update(kind.feeds)
+            raise
+        self._fed.update(kind.feeds if kind.fed is None else kind.fed(result))
+        return result
+
     def _on_done(self, name: str) -> None:
         self._finished.add(name)
         self._job_done.set()
 
-    async def _fill(self, spawned: list[asyncio.Task[object]] | None = None) -> int:
-        """Claim as much due work as the concurrency limits allow; return how many.
+    async def _fill(
+        self, names: set[str], full: set[str], spawned: list[asyncio.Task[object]]
+    ) -> None:
+        """Claim the kinds in ``names`` as far as their concurrency allows; note in
+        ``full`` those whose claim took all it could (more may be due).
 
-        Started tasks are appended to ``spawned`` when given: one may finish (and leave
-        its bucket) while a later kind's claim is awaited, before the caller looks.
+        Started tasks are appended to ``spawned``: one may finish (and leave its bucket)
+        while a later kind's claim is awaited, before the caller looks.
         """
-        started = 0
         for kind in self.kinds:
+            if kind.name not in names:
+                continue
             free = kind.concurrency - len(self._inflight[kind.name])
             if free <= 0:
+                full.add(kind.name)
                 continue
-            for row_id in await kind.claim(self.rt, self.owner, free):
-                task = self._spawn(kind, row_id)
-                if spawned is not None:
-                    spawned.append(task)
-                started += 1
-        return started
+            ids = await kind.claim(self.rt, self.owner, free)
+            spawned.extend(self._spawn(kind, row_id) for row_id in ids)
+            if len(ids) >= free:
+                full.add(kind.name)
+            else:
+                full.discard(kind.name)
 
     def _all_tasks(self) -> set[asyncio.Task[object]]:
         return set().union(*self._inflight.values())
 
     async def drain(self) -> list[object]:
-        """Run every job due now, and any that become due meanwhile, to completion."""
+        """Run every job due now, and any that become due meanwhile, to completion.
+
+        The first pass claims every kind. Then, as jobs finish, it claims the kinds they
+        fed and their own kind if its last claim was full (as run_forever does), and every
+        kind again whenever nothing is running. It returns once such a pass over every
+        kind finds nothing to run.
+        """
+        names = {k.name for k in self.kinds}
         outcomes: list[object] = []
         running: set[asyncio.Task[object]] = set()
+        wanted = set(names)
+        full: set[str] = set()
+        self._finished.clear()
+        self._fed.clear()
         while True:
+            everything = wanted >= names
             spawned: list[asyncio.Task[object]] = []
-            await self._fill(spawned)
-            running.update(spawned, self._all_tasks())
+            await self._fill(wanted, full, spawned)
+            wanted = set()
+            # Tasks done but not yet out of their bucket (its callback runs after this
+            # wake-up) were collected already: only the running ones are added.
+            running.update(spawned, (t for t in self._all_tasks() if not t.done()))
             if not running:
-                break
+                if everything:
+                    break
+                wanted = set(names)
+                continue
             done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             outcomes.extend(t.result() for t in done)
+            wanted = (self._finished & full) | (self._fed & names)
+            self._finished.clear()
+            self._fed.clear()
         await self.maintain()
         return outcomes
 
@@ -177,7 +217,7 @@ class Worker:
         ``worker_idle_poll``; on a notification (work added by this process), those it
         names, or all of them if it names none; a kind whose next due time has come
         (known from its last claim); a kind whose last claim was full and one of whose
-        jobs has finished; the kinds fed by a kind one of whose jobs has finished.
+        jobs has finished; the kinds fed by the jobs that finished (``JobKind.fed``).
         Nothing is claimed later than the next poll.
         """
         idle = self.rt.settings.worker_idle_poll.total_seconds()
@@ -239,10 +279,9 @@ class Worker:
                 if self._job_done.is_set():
                     self._job_done.clear()
                     wanted.update(self._finished & self._full)
-                    for kind in self.kinds:
-                        if kind.name in self._finished:
-                            wanted.update(kind.feeds)
+                    wanted.update(n for n in names if n in self._fed)
                     self._finished.clear()
+                    self._fed.clear()
         finally:
             for fut in (poll, stopping, timer):
                 if fut is not None:
