@@ -6,11 +6,13 @@ tests drop, duplicate or reorder them by editing ``world.outbox.pending`` first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from showup.db.channel_models import PushChannel
 from showup.db.models import Calendar
@@ -89,3 +91,25 @@ def ping_headers(
     if token is not None:
         headers["X-Goog-Channel-Token"] = token
     return headers
+
+
+@contextmanager
+def counting_sql(runtime: Any) -> Iterator[dict[str, int]]:
+    """Transactions begun and data statements (SELECT/INSERT/UPDATE/DELETE) run."""
+    seen = {"transactions": 0, "statements": 0}
+
+    def on_begin(conn: Any) -> None:
+        seen["transactions"] += 1
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().split(" ", 1)[0].upper() in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            seen["statements"] += 1
+
+    engine = runtime.engine.sync_engine
+    event.listen(engine, "begin", on_begin)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "begin", on_begin)
+        event.remove(engine, "before_cursor_execute", on_execute)

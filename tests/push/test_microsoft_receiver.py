@@ -26,7 +26,7 @@ from tests.push.graph_support import (
     lifecycle_item,
     syncs,
 )
-from tests.push.support import calendar, channels
+from tests.push.support import calendar, channels, counting_sql
 
 
 async def _open(
@@ -265,3 +265,25 @@ async def test_late_notifications_of_a_stopped_subscription_are_ignored(
     assert (await calendar(runtime, cid)).sync_requested_at is None
     assert [r.status for r in await channels(runtime, cid)] == ["stopped", "active"]
     assert await worker.drain() == []
+
+
+async def test_accepted_changes_take_one_transaction_of_two_statements(
+    api: httpx.AsyncClient, world: Any, worker: Worker, clock: Any, runtime: Any, graph: Graph
+) -> None:
+    """The channel notes the time and hands back its clientState in one statement; the
+    sync request is the other, however many items the POST carries."""
+    cid, channel, sub_id, state = await _open(api, world, worker, clock, graph)
+    items = [change(sub_id, state, kind) for kind in ("created", "updated", "deleted")]
+    with counting_sql(runtime) as seen:
+        r = await graph.post(items, channel=channel)
+    assert r.status_code == 202
+    assert seen == {"transactions": 1, "statements": 2}
+    assert (await calendar(runtime, cid)).sync_requested_at == clock.now()
+    [row] = await channels(runtime, cid)
+    assert row.last_notification_at == clock.now()
+    # Coalesced into the sync already requested: the channel still notes the time.
+    clock.advance(timedelta(seconds=1))
+    assert (await graph.post(items[:1], channel=channel)).status_code == 202
+    [row] = await channels(runtime, cid)
+    assert row.last_notification_at == clock.now()
+    assert (await calendar(runtime, cid)).sync_requested_at == clock.now() - timedelta(seconds=1)

@@ -19,6 +19,7 @@ from tests.push.support import (
     calendar,
     channels,
     connect,
+    counting_sql,
     live_channels,
     ping_headers,
 )
@@ -182,3 +183,46 @@ async def test_bodies_and_malformed_headers_are_refused(
     # Not under the API: no key needed, but other methods are not served.
     assert (await raw.get(URL)).status_code == 405
     assert (await raw.post(URL, headers=good)).status_code == 200
+
+
+async def test_an_accepted_change_takes_one_transaction_of_two_statements(
+    api: httpx.AsyncClient, world: Any, worker: Worker, clock: Any, runtime: Any, pings: Pings
+) -> None:
+    """The channel takes the message number and hands back its token in one statement;
+    the sync request is the other."""
+    cid, channel_id, token = await _open(api, world, worker, clock, pings)
+    with counting_sql(runtime) as seen:
+        r = await pings.client.post(URL, headers=ping_headers(channel_id, token, number=5000))
+    assert r.status_code == 200
+    assert seen == {"transactions": 1, "statements": 2}
+    assert (await calendar(runtime, cid)).sync_requested_at == clock.now()
+    [row] = await channels(runtime, cid)
+    assert (row.last_message_number, row.last_notification_at) == (5000, clock.now())
+
+
+async def test_a_refused_notification_changes_nothing_on_the_channel(
+    api: httpx.AsyncClient, world: Any, worker: Worker, clock: Any, runtime: Any, pings: Pings
+) -> None:
+    """A wrong token with a newer message number is refused and rolled back: the number it
+    carried does not make the channel's next real message look stale."""
+    cid, channel_id, token = await _open(api, world, worker, clock, pings)
+    [before] = await channels(runtime, cid)
+    clock.advance(timedelta(seconds=1))
+    r = await pings.client.post(URL, headers=ping_headers(channel_id, "wrong", number=9000))
+    assert r.status_code == 401
+    [after] = await channels(runtime, cid)
+    assert (after.last_message_number, after.last_notification_at) == (
+        before.last_message_number,
+        before.last_notification_at,
+    )
+    assert (await calendar(runtime, cid)).sync_requested_at is None
+    r = await pings.client.post(URL, headers=ping_headers(channel_id, token, number=8000))
+    assert r.status_code == 200
+    assert (await calendar(runtime, cid)).sync_requested_at == clock.now()
+    # And the old number again is stale: acknowledged, nothing requested or moved.
+    await worker.drain()
+    r = await pings.client.post(URL, headers=ping_headers(channel_id, token, number=8000))
+    assert r.status_code == 200
+    assert (await calendar(runtime, cid)).sync_requested_at is None
+    [row] = await channels(runtime, cid)
+    assert row.last_message_number == 8000

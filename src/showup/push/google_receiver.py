@@ -123,45 +123,45 @@ def _http_date(value: str | None) -> datetime | None:
 
 
 async def receive(rt: Runtime, limiter: SyncRequestLimiter, note: GoogleNotification) -> Verdict:
-    """Act on one notification; see the module's table. Commits its own writes."""
+    """Act on one notification; see the module's table. Commits its own writes.
+
+    One transaction. A change on a live channel (the common case) takes two statements:
+    the channel's message number is moved up only if this one is newer, returning the
+    stored token, which is then checked (a wrong one rolls the transaction back), and the
+    sync is requested. Anything else is told apart by reading the row (:func:`_other`).
+    """
     now = rt.clock.now()
     async with rt.sessions() as session:
-        row = await session.scalar(
-            select(PushChannel).where(
-                PushChannel.platform == PLATFORM, PushChannel.channel_id == note.channel_id
+        accepted = (
+            await session.execute(
+                update(PushChannel)
+                .where(
+                    PushChannel.platform == PLATFORM,
+                    PushChannel.channel_id == note.channel_id,
+                    PushChannel.status.in_(RECEIVING),
+                    PushChannel.calendar_id.is_not(None),
+                    or_(
+                        PushChannel.last_message_number.is_(None),
+                        PushChannel.last_message_number < note.message_number,
+                    ),
+                )
+                .values(last_message_number=note.message_number, last_notification_at=now)
+                .returning(
+                    PushChannel.id,
+                    PushChannel.tenant_id,
+                    PushChannel.secret_enc,
+                    PushChannel.calendar_id,
+                )
+                .execution_options(synchronize_session=False)
             )
-        )
-        if row is None:
-            verdict = await _unknown(session, rt, note, now)
-            await session.commit()
-            if verdict == "stray":
-                rt.notifier.notify("push")
-            return verdict
-        try:
-            secret = rt.vault.open(row.tenant_id, row.secret_enc)
-        except VaultError:
-            log.error("push channel %s: stored token does not open", row.id)
-            secret = None
-        if secret is None or not same_token(note.token, secret):
-            log.warning("push: wrong channel token for channel %s; refused", row.id)
+        ).first()
+        if accepted is None:
+            return await _other(session, rt, note, now)
+        row_id, tenant_id, secret_enc, calendar_id = accepted
+        assert calendar_id is not None  # the UPDATE's condition
+        if not _token_matches(rt, row_id, tenant_id, secret_enc, note.token):
+            await session.rollback()  # the message number stays as it was
             return "bad_token"
-        calendar_id = row.calendar_id
-        if row.status not in RECEIVING or calendar_id is None:
-            return "inactive"
-        seen = await session.execute(
-            update(PushChannel)
-            .where(
-                PushChannel.id == row.id,
-                or_(
-                    PushChannel.last_message_number.is_(None),
-                    PushChannel.last_message_number < note.message_number,
-                ),
-            )
-            .values(last_message_number=note.message_number, last_notification_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if not seen.rowcount:  # type: ignore[attr-defined]
-            return "stale"  # a later message was accepted: the sync it asked for covers this
         if note.state == "sync":
             await session.commit()
             return "sync"
@@ -172,6 +172,47 @@ async def receive(rt: Runtime, limiter: SyncRequestLimiter, note: GoogleNotifica
     limiter.take(calendar_id, now)
     rt.notifier.notify(f"sync:{PLATFORM}")  # only this kind has new work
     return "requested"
+
+
+def _token_matches(
+    rt: Runtime, row_id: str, tenant_id: str, secret_enc: bytes, token: str | None
+) -> bool:
+    """The notification's token is the channel's (logged when not, without either)."""
+    try:
+        secret: str | None = rt.vault.open(tenant_id, secret_enc)
+    except VaultError:
+        log.error("push channel %s: stored token does not open", row_id)
+        secret = None
+    if secret is None or not same_token(token, secret):
+        log.warning("push: wrong channel token for channel %s; refused", row_id)
+        return False
+    return True
+
+
+async def _other(
+    session: AsyncSession, rt: Runtime, note: GoogleNotification, now: datetime
+) -> Verdict:
+    """Why the channel did not take the notification as a new change: an unknown channel
+    (maybe a stray of ours), a wrong token, a stopped channel, or an old message number."""
+    row = await session.scalar(
+        select(PushChannel).where(
+            PushChannel.platform == PLATFORM, PushChannel.channel_id == note.channel_id
+        )
+    )
+    if row is None:
+        verdict = await _unknown(session, rt, note, now)
+        await session.commit()
+        if verdict == "stray":
+            rt.notifier.notify("push")
+        return verdict
+    if not _token_matches(rt, row.id, row.tenant_id, row.secret_enc, note.token):
+        return "bad_token"
+    if row.status not in RECEIVING or row.calendar_id is None:
+        return "inactive"
+    # Live, and the token is right: the message number was not newer. A later message was
+    # accepted, and the sync it asked for covers this one. (On PostgreSQL a row committed
+    # between the two statements lands here too, as it would have landed in "unknown".)
+    return "stale"
 
 
 async def _unknown(

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -149,48 +149,136 @@ def _item(value: Any, lifecycle: bool) -> GraphItem:
 async def receive(
     rt: Runtime, limiter: SyncRequestLimiter, channel_id: str | None, items: list[GraphItem]
 ) -> Verdict:
-    """Act on one POST's items; see the module's table. Commits its own writes."""
+    """Act on one POST's items; see the module's table. Commits its own writes.
+
+    One transaction. Change notifications of a live channel's own subscription (the common
+    case) take two statements (:func:`_changes`); anything else is sorted out by reading
+    the row (:func:`_other`).
+    """
     if channel_id is None or calendar_of_channel_id(channel_id) is None:
         log.info("push: Graph notification without a channel id of ours ignored")
         return "unknown"
     now = rt.clock.now()
     async with rt.sessions() as session:
-        row = await session.scalar(
-            select(PushChannel)
-            .where(PushChannel.platform == PLATFORM, PushChannel.channel_id == channel_id)
-            .with_for_update()
-        )
-        if row is None:
-            verdict = await _unknown(session, rt, channel_id, items, now)
-            await session.commit()
-            if verdict == "stray":
-                rt.notifier.notify("push")
-            return verdict
-        try:
-            secret: str | None = rt.vault.open(row.tenant_id, row.secret_enc)
-        except VaultError:
-            log.error("push channel %s: stored clientState does not open", row.id)
-            secret = None
-        # Every item is checked, whatever the others say (§2.4 "Verify clientState on each").
-        if secret is None or not all([same_token(i.client_state, secret) for i in items]):
-            log.warning("push: wrong clientState for channel %s; refused", row.id)
-            return "bad_client_state"
-        mine = [i for i in items if row.resource_id in (None, i.subscription_id)]
-        if len(mine) < len(items):
-            log.info("push channel %s: items of another subscription ignored", row.id)
-        calendar_id = row.calendar_id
-        if not mine:
-            return "unknown"
-        if row.status not in RECEIVING or calendar_id is None:
-            return "inactive"
-        row.last_notification_at = now
-        verdict = await _act(session, rt, limiter, row, calendar_id, mine, now)
-        renewal_due = row.renew_at is not None and row.renew_at <= now
-        await session.commit()
+        taken = await _changes(session, rt, limiter, channel_id, items, now)
+        if taken is None:
+            return await _other(session, rt, limiter, channel_id, items, now)
+    verdict, renewal_due = taken
+    _wake(rt, verdict, renewal_due)
+    return verdict
+
+
+def _wake(rt: Runtime, verdict: Verdict, renewal_due: bool) -> None:
     if verdict == "requested" and not renewal_due:
         rt.notifier.notify(f"sync:{PLATFORM}")  # only this kind has new work
     elif verdict in ("requested", "renew", "replaced"):
         rt.notifier.notify()
+
+
+def _client_states_match(
+    rt: Runtime, row_id: str, tenant_id: str, secret_enc: bytes, items: list[GraphItem]
+) -> bool:
+    """Every item carries the channel's clientState (logged when not, without either)."""
+    try:
+        secret: str | None = rt.vault.open(tenant_id, secret_enc)
+    except VaultError:
+        log.error("push channel %s: stored clientState does not open", row_id)
+        secret = None
+    # Every item is checked, whatever the others say (§2.4 "Verify clientState on each").
+    if secret is None or not all([same_token(i.client_state, secret) for i in items]):
+        log.warning("push: wrong clientState for channel %s; refused", row_id)
+        return False
+    return True
+
+
+async def _changes(
+    session: AsyncSession,
+    rt: Runtime,
+    limiter: SyncRequestLimiter,
+    channel_id: str,
+    items: list[GraphItem],
+    now: datetime,
+) -> tuple[Verdict, bool] | None:
+    """Change notifications on a live channel: the channel notes the time and hands back
+    what checks them in one statement (the check failing rolls it back), the sync request
+    is the other. The verdict, and whether the channel's renewal is due; None when the
+    request is anything else (lifecycle events, another subscription's items, a channel
+    that is unknown or not live), for :func:`_other` in the same transaction."""
+    if any(i.lifecycle_event is not None for i in items):
+        return None
+    taken = (
+        await session.execute(
+            update(PushChannel)
+            .where(
+                PushChannel.platform == PLATFORM,
+                PushChannel.channel_id == channel_id,
+                PushChannel.status.in_(RECEIVING),
+                PushChannel.calendar_id.is_not(None),
+            )
+            .values(last_notification_at=now)
+            .returning(
+                PushChannel.id,
+                PushChannel.tenant_id,
+                PushChannel.secret_enc,
+                PushChannel.calendar_id,
+                PushChannel.resource_id,
+                PushChannel.renew_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if taken is None:
+        return None
+    row_id, tenant_id, secret_enc, calendar_id, resource_id, renew_at = taken
+    if not _client_states_match(rt, row_id, tenant_id, secret_enc, items):
+        await session.rollback()
+        return "bad_client_state", False
+    if any(resource_id not in (None, i.subscription_id) for i in items):
+        return None
+    assert calendar_id is not None  # the UPDATE's condition
+    verdict: Verdict = "coalesced"
+    if await request_sync(session, calendar_id, limiter.due(calendar_id, now)):
+        limiter.take(calendar_id, now)
+        verdict = "requested"
+    await session.commit()
+    return verdict, renew_at is not None and renew_at <= now
+
+
+async def _other(
+    session: AsyncSession,
+    rt: Runtime,
+    limiter: SyncRequestLimiter,
+    channel_id: str,
+    items: list[GraphItem],
+    now: datetime,
+) -> Verdict:
+    """Everything but :func:`_changes`' case, from the row (locked on PostgreSQL)."""
+    row = await session.scalar(
+        select(PushChannel)
+        .where(PushChannel.platform == PLATFORM, PushChannel.channel_id == channel_id)
+        .with_for_update()
+    )
+    if row is None:
+        verdict = await _unknown(session, rt, channel_id, items, now)
+        await session.commit()
+        if verdict == "stray":
+            rt.notifier.notify("push")
+        return verdict
+    if not _client_states_match(rt, row.id, row.tenant_id, row.secret_enc, items):
+        return "bad_client_state"
+    mine = [i for i in items if row.resource_id in (None, i.subscription_id)]
+    if len(mine) < len(items):
+        log.info("push channel %s: items of another subscription ignored", row.id)
+    calendar_id = row.calendar_id
+    if not mine:
+        return "unknown"
+    if row.status not in RECEIVING or calendar_id is None:
+        return "inactive"
+    row.last_notification_at = now
+    verdict = await _act(session, rt, limiter, row, calendar_id, mine, now)
+    renewal_due = row.renew_at is not None and row.renew_at <= now
+    await session.commit()
+    _wake(rt, verdict, renewal_due)
     return verdict
 
 
