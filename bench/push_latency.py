@@ -439,9 +439,9 @@ def report(result: dict[str, Any]) -> str:
         + (f" Service CPU over the measured phase: {cpu['median']:.1f} s (median);" if cpu else "")
         + (f" its event loop's lag p99 {lag['median']:.0f} ms." if lag else "")
         + (
-            f" SQLite transactions in that phase: {txns['median']:,.0f}, waiting for the "
-            f"write lock (BEGIN IMMEDIATE) p99 {wait['median']:.1f} ms, holding it p99 "
-            f"{hold['median']:.1f} ms."
+            f" SQLite transactions in that phase: {txns['median']:,.0f}, their first "
+            f"statement (with BEGIN IMMEDIATE, which waits for the write lock) p99 "
+            f"{wait['median']:.1f} ms, holding the lock after it p99 {hold['median']:.1f} ms."
             if txns and wait and hold
             else ""
         )

@@ -85,9 +85,15 @@ def _shape(stmt: str) -> str:
 
 
 class LockStats:
-    """SQLite's single writer: time spent waiting in ``BEGIN IMMEDIATE`` (its busy handler
-    sleeps 1, 2, 5, 10, ... ms between tries) and time each transaction then held the lock
-    (until COMMIT or ROLLBACK; awaits inside a transaction hold it too)."""
+    """SQLite's single writer, per transaction of the measured phase: how long its first
+    statement took (with ``BEGIN IMMEDIATE``, which waits for the write lock: SQLite's
+    busy handler sleeps 1, 2, 5, 10, ... ms between tries), then how long it held the
+    lock (until COMMIT or ROLLBACK; awaits inside a transaction hold it too).
+
+    Transactions are counted from SQLAlchemy's ``begin`` event, whichever way the engine
+    sends ``BEGIN IMMEDIATE`` (its own statement, or along with the transaction's first
+    statement, as ``db/sqlite_adapter.py`` does); one that runs no statement takes no lock
+    and is not counted."""
 
     def __init__(self, engine: Any) -> None:
         self.waits: list[float] = []
@@ -98,37 +104,49 @@ class LockStats:
         self.transactions: dict[str, int] = {}
         self.on = False
         sync_engine = engine.sync_engine
+        event.listen(sync_engine, "begin", self._begin)
         event.listen(sync_engine, "before_cursor_execute", self._before)
         event.listen(sync_engine, "after_cursor_execute", self._after)
         event.listen(sync_engine, "commit", self._end)
         event.listen(sync_engine, "rollback", self._end)
 
+    def _begin(self, conn: Any) -> None:
+        for key in ("bench_first", "bench_locked"):
+            conn.info.pop(key, None)
+        if self.on:
+            conn.info["bench_shapes"] = []
+        else:
+            conn.info.pop("bench_shapes", None)
+
     def _before(self, conn: Any, _cur: Any, stmt: str, *_: Any) -> None:
         if self.on:
             self.statements[_shape(stmt)] = self.statements.get(_shape(stmt), 0) + 1
-        if self.on and stmt == "BEGIN IMMEDIATE":
-            conn.info["bench_begin"] = time.perf_counter()
-            conn.info["bench_shapes"] = []
-        elif "bench_shapes" in conn.info:
-            shapes = conn.info["bench_shapes"]
-            if _shape(stmt) not in shapes:
-                shapes.append(_shape(stmt))
+        shapes = conn.info.get("bench_shapes")
+        if shapes is None:
+            return
+        if not shapes and "bench_first" not in conn.info:
+            conn.info["bench_first"] = time.perf_counter()
+        if stmt != "BEGIN IMMEDIATE" and _shape(stmt) not in shapes:
+            shapes.append(_shape(stmt))
 
     def _after(self, conn: Any, _cur: Any, stmt: str, *_: Any) -> None:
-        started = conn.info.pop("bench_begin", None)
+        if stmt == "BEGIN IMMEDIATE":  # an engine that sends it on its own: wait on
+            return
+        started = conn.info.pop("bench_first", None)
         if started is not None:
             now = time.perf_counter()
             self.waits.append(now - started)
             conn.info["bench_locked"] = now
 
     def _end(self, conn: Any) -> None:
+        conn.info.pop("bench_first", None)
         locked = conn.info.pop("bench_locked", None)
-        if locked is not None:
-            self.holds.append(time.perf_counter() - locked)
         shapes = conn.info.pop("bench_shapes", None)
-        if self.on and shapes is not None:
-            key = " > ".join(shapes[:_SHAPES]) + (" > …" if len(shapes) > _SHAPES else "")
-            self.transactions[key or "(empty)"] = self.transactions.get(key or "(empty)", 0) + 1
+        if locked is None or shapes is None:
+            return
+        self.holds.append(time.perf_counter() - locked)
+        key = " > ".join(shapes[:_SHAPES]) + (" > …" if len(shapes) > _SHAPES else "")
+        self.transactions[key] = self.transactions.get(key, 0) + 1
 
 
 async def watch_loop_lag(stages: Stages, period: float = 0.01) -> None:
