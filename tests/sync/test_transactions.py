@@ -6,7 +6,8 @@ millisecond of event-loop CPU (BENCHMARKS.md, "ingest"), so these counts are pin
 - one per page, the last of which also ends the sync (unseen events deleted, cursor,
   status and schedule stored, lease released).
 
-So a one-page sync takes two, whether it finds nothing, one change or a whole calendar.
+So a one-page sync takes two, whether it finds nothing, one change or a whole calendar
+(and the first sync of a calendar without events reads none).
 The one exception: Microsoft rotates the refresh token on every refresh, and the new one
 is committed before it is used, in a transaction of its own (a first sync refreshes).
 
@@ -43,18 +44,28 @@ def settings(tmp_path: Path) -> Settings:
 
 
 class Transactions:
-    """Counts the transactions begun on an engine while counting."""
+    """Counts the transactions begun on an engine, and keeps the statements."""
 
     def __init__(self, runtime: Any) -> None:
         self.n = 0
+        self.statements: list[str] = []
         event.listen(runtime.engine.sync_engine, "begin", self._begun)
+        event.listen(runtime.engine.sync_engine, "before_cursor_execute", self._executed)
 
     def _begun(self, _conn: Any) -> None:
         self.n += 1
 
+    def _executed(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.statements.append(" ".join(statement.split()))
+
     def take(self) -> int:
         n, self.n = self.n, 0
+        self.statements.clear()
         return n
+
+    def reads_of(self, table: str) -> list[str]:
+        """Statements selecting rows of ``table`` (not those merely testing for some)."""
+        return [s for s in self.statements if s.startswith(f"SELECT {table}.")]
 
 
 def add_events(world: Any, n: int, first: int = 0) -> None:
@@ -109,6 +120,8 @@ async def test_one_page_syncs_take_the_claim_and_one_transaction(
 
     first = await sync_once(runtime, kind, "w", cid)
     assert (first.result, first.full, first.inserted) == ("synced", True, 1)
+    # The calendar had no events: none looked up, none looked for to delete.
+    assert txns.reads_of("events") == []
     assert txns.take() == 2 + rotation
 
     await make_due(runtime, cid)

@@ -67,7 +67,7 @@ from showup.runtime import Runtime
 from showup.security.vault import Vault
 from showup.sync import announce
 from showup.sync.apply import Applied, apply_actions, load_stored, mark_deleted
-from showup.sync.plan import overlaps, plan_page
+from showup.sync.plan import Stored, overlaps, plan_page
 from showup.sync.tokens import CalendarTokens
 
 log = logging.getLogger("showup.sync")
@@ -122,6 +122,10 @@ class Snapshot:
     oauth_tenant_id: str | None
     client_secret_enc: bytes
     refresh_token_enc: bytes
+    # Whether the calendar had any event row (deleted ones too) when claimed. Only the
+    # lease holder writes a calendar's events, so without any, a sync needs neither to look
+    # up its first page's events nor to look for events a full round no longer lists.
+    has_events: bool = True
 
     def credentials(self, vault: Vault) -> OAuthCredentials:
         return OAuthCredentials(
@@ -146,12 +150,18 @@ _SNAPSHOT = (
     Calendar.oauth_tenant_id,
     Calendar.oauth_client_secret_enc.label("client_secret_enc"),
     Calendar.oauth_refresh_token_enc.label("refresh_token_enc"),
+    select(Event.id).where(Event.calendar_id == Calendar.id).exists().label("has_events"),
 )
+
+
+def _snapshot(values: dict[str, Any]) -> Snapshot:
+    values["has_events"] = bool(values["has_events"])  # SQLite answers 0 or 1
+    return Snapshot(**values)
 
 
 async def load_snapshots(session: AsyncSession, calendar_ids: Sequence[str]) -> dict[str, Snapshot]:
     rows = await session.execute(select(*_SNAPSHOT).where(Calendar.id.in_(calendar_ids)))
-    return {row.id: Snapshot(**row._asdict()) for row in rows}
+    return {row.id: _snapshot(row._asdict()) for row in rows}
 
 
 class SyncJobs:
@@ -246,11 +256,14 @@ class CalendarSync:
         self.snapshot = snapshot
         self.outcome = SyncOutcome(calendar_id, "skipped")
         self.announced = False  # a calendar.sync_events went out with this sync
+        # The calendar may have event rows (False: none when claimed, none inserted since).
+        self.stored = True
 
     async def run(self) -> SyncOutcome:
         snap = self.snapshot or await self._load_snapshot()
         if snap is None:
             return self.outcome
+        self.stored = snap.has_events
         provider = self.rt.provider(snap.platform)
         tokens = CalendarTokens(
             calendar_id=snap.id,
@@ -295,7 +308,7 @@ class CalendarSync:
             return None
         values = row._asdict()
         del values["lease_owner"], values["status"]
-        return Snapshot(**values)
+        return _snapshot(values)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
@@ -365,6 +378,9 @@ class CalendarSync:
         """
         seen: set[str] = set()
         new_cursor: str | None = None
+        # Events stored before a full round and not listed by it are deleted at its end;
+        # with none stored, there is nothing to look for.
+        unseen = full and self.stored
         async for page in provider.list_changes(
             tokens, snap.platform_calendar_id, cursor=cursor, window=window
         ):
@@ -375,7 +391,7 @@ class CalendarSync:
                 new_cursor = page.next_cursor
             if page.is_last and finish is not None:
                 await self._last_page(
-                    snap, page, window, seen if full else None, finish, new_cursor
+                    snap, page, window, seen if unseen else None, finish, new_cursor
                 )
                 return new_cursor
             async with self._transaction() as session:
@@ -384,7 +400,7 @@ class CalendarSync:
                 applied = await self._apply(session, snap, page, window, now)
                 await self._changed(session, snap, applied, [], now)
         if finish is not None:  # the round ended without a last page: end the sync anyway
-            await self._last_page(snap, None, window, seen if full else None, finish, new_cursor)
+            await self._last_page(snap, None, window, seen if unseen else None, finish, new_cursor)
         return new_cursor
 
     async def _last_page(
@@ -417,11 +433,13 @@ class CalendarSync:
         window: SyncWindow,
         now: datetime,
     ) -> Applied | None:
-        stored = await load_stored(
-            session,
-            snap.id,
-            [e.platform_id for e in page.upserts] + [d.platform_id for d in page.deletions],
-        )
+        stored: dict[str, Stored] = {}
+        if self.stored:
+            stored = await load_stored(
+                session,
+                snap.id,
+                [e.platform_id for e in page.upserts] + [d.platform_id for d in page.deletions],
+            )
         actions = plan_page(page, stored, window)
         if not actions:
             return None
@@ -429,6 +447,8 @@ class CalendarSync:
             session, actions, tenant_id=snap.tenant_id, calendar_id=snap.id, now=now
         )
         self.outcome.add(applied)
+        if applied.inserted:
+            self.stored = True
         return applied
 
     async def _changed(
