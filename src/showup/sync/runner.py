@@ -17,7 +17,8 @@ Transactions per sync are few, since on SQLite each one takes the single write l
 costs about a millisecond of event-loop CPU (BENCHMARKS.md, "ingest"):
 
 - the **claim** (:class:`SyncJobs`) leases the calendars and, in the same transaction,
-  reads what their syncs start from (:class:`Snapshot`: cursor, window, credentials);
+  reads what their syncs start from (:class:`Snapshot`: cursor, window, credentials, and
+  whether the calendar has any event yet: a first sync has none to look up);
 - the **last page** of the sync's last round is applied in one transaction with
   everything that ends the sync: the events a full sync no longer saw are deleted, and the
   cursor, status, schedule and lease release are written (:meth:`CalendarSync._finish`).
