@@ -55,12 +55,13 @@ def instrument(stages: Stages) -> None:
         if name.startswith("showup.") and getattr(module, "request_sync", None) is original:
             module.request_sync = request_sync  # type: ignore[attr-defined]
 
-    # The worker's sync kind imports it at call time (jobs/kinds.py), so this is what runs.
+    # The worker's sync jobs look it up in its module at call time (SyncJobs.run), so this
+    # is what runs.
     sync = sync_runner.sync_calendar
 
-    async def sync_calendar(runtime: Any, calendar_id: str, owner: str) -> Any:
+    async def sync_calendar(runtime: Any, calendar_id: str, owner: str, **kw: Any) -> Any:
         start = time.time()
-        out = await sync(runtime, calendar_id, owner)
+        out = await sync(runtime, calendar_id, owner, **kw)
         stages.syncs.append(
             [calendar_id, start, time.time(), out.result, out.inserted, out.updated, out.deleted]
         )

@@ -220,3 +220,29 @@ async def test_a_lease_lost_mid_sync_fences_off_the_last_page(
     async with runtime.sessions() as session:
         cal = await session.get(Calendar, cid)
     assert cal is not None and cal.lease_owner is None and cal.last_synced_at == clock.now()
+
+
+async def test_sync_jobs_run_through_sync_calendar_with_the_claims_snapshot(
+    api: httpx.AsyncClient,
+    world: Any,
+    runtime: Any,
+    worker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A wrapper of runner.sync_calendar (the push-latency benchmark's probe) sees every
+    # sync job, and the job starts from the snapshot its claim read.
+    world.add_user(ALICE, name="Alice")
+    cid = await Connector(api, world).connect(ALICE)
+    original = runner.sync_calendar
+    seen: list[tuple[str, Any]] = []
+
+    async def wrapper(rt: Any, calendar_id: str, owner: str, **kw: Any) -> SyncOutcome:
+        seen.append((calendar_id, kw.get("snapshot")))
+        return await original(rt, calendar_id, owner, **kw)
+
+    monkeypatch.setattr(runner, "sync_calendar", wrapper)
+    [outcome] = await worker.drain()
+    assert outcome.result == "synced"
+    [(calendar_id, snapshot)] = seen
+    assert calendar_id == cid
+    assert snapshot is not None and (snapshot.id, snapshot.cursor) == (cid, None)
