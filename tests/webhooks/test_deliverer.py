@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -292,3 +293,27 @@ async def test_a_calendar_webhook_url_is_signed_with_the_tenant_secret_from_the_
     secret = (await api.get("/api/v2/webhook-secret/")).json()["secret"]
     for req in receiver.requests:
         assert verify_both(secret, req, runtime.clock)["event"] == "calendar.sync_events"
+
+
+async def test_in_run_forever_attempts_finishing_close_together_share_a_transaction(
+    api: httpx.AsyncClient, runtime: Any, tenant: Any, receiver: Receiver
+) -> None:
+    """Claimed by claim_next (run_forever), an attempt lingers for others to be recorded
+    with it; claimed by claim (drain), it is recorded at once."""
+    await add_endpoint(api)
+    await _four_messages(runtime, tenant.tenant_id)
+    # Long enough for four in-process POSTs on a loaded machine; the test waits that long.
+    deliverer = Deliverer(runtime, linger=timedelta(milliseconds=500))
+    ids, _ = await deliverer.claim_next(runtime, "w", 10)
+    assert {deliverer._ready[i][1] for i in ids} == {0.5}
+    with counting_transactions(runtime) as begun:
+        results = await asyncio.gather(*(deliverer.run(runtime, i, "w") for i in ids))
+    assert [r.result for r in results] == ["delivered"] * 4
+    assert len(begun) == 1
+    await _four_messages(runtime, tenant.tenant_id)
+    ids = await deliverer.claim(runtime, "w", 10)
+    assert {deliverer._ready[i][1] for i in ids} == {0.0}  # drain's claim: none lingers
+    with counting_transactions(runtime) as begun:
+        results = [await deliverer.run(runtime, i, "w") for i in ids]  # one after the other
+    assert [r.result for r in results] == ["delivered"] * 4
+    assert len(begun) == 4
