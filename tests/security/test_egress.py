@@ -29,6 +29,7 @@ from showup.launchers.webhook import WebhookLauncher, _Endpoint
 from showup.runtime import build_runtime
 from showup.security.egress import EgressRejected, GuardedBackend, GuardedTransport
 from showup.security.url_guard import Resolver, UrlPolicy, UrlRejected
+from showup.webhooks.delivery import _attempt, _Target
 from showup.webhooks.outbound import Outbound
 from showup.webhooks.signing import generate_secret
 from tests.conftest import make_settings
@@ -561,6 +562,30 @@ async def test_bot_launch_records_a_connect_time_refusal_as_the_guard_code(
         launcher = WebhookLauncher(rt, [_Endpoint("ep-1", url, [generate_secret()])])
         outcome = await launcher.launch(_launch_request())
         assert outcome == Rejected("endpoint ep-1: url:private_address")
+        assert server.requests == []
+    finally:
+        await rt.aclose()
+
+
+async def test_webhook_delivery_records_a_connect_time_refusal_as_the_guard_code(
+    tmp_path: Path, server: Server
+) -> None:
+    # The pre-attempt check sees loopback; the connection's own lookup is rebound to a
+    # private address: the attempt is refused with the guard's code, nothing is sent.
+    rt = build_runtime(make_settings(tmp_path, allow_http_loopback_webhooks=True))
+    try:
+        rt.outbound.resolver = FakeResolver(["127.0.0.1"], ["10.0.0.7"])
+        target = _Target(
+            "dl-1",
+            "tenant-1",
+            "msg_1",
+            "ep-1",
+            f"http://hooks.localhost:{server.port}/hook",
+            b"{}",
+            [generate_secret()],
+        )
+        result = await _attempt(rt, target)
+        assert (result.status_code, result.error) == (None, "private_address")
         assert server.requests == []
     finally:
         await rt.aclose()

@@ -408,6 +408,8 @@ async def _attempt(rt: Runtime, target: _Target) -> AttemptResult:
                 status = response.status_code
                 retry_after = parse_retry_after(response.headers.get("retry-after"), now=at)
                 snippet = await _snippet(response)
+    except UrlRejected as exc:  # the client's own lookup refused it (security/egress.py)
+        error = exc.code
     except (TimeoutError, httpx.TimeoutException):
         error = "timeout"
     except httpx.ConnectError:
