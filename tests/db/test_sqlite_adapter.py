@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from showup.db import sqlite_adapter
 from showup.db.engine import SQLITE_WAIT, make_engine, make_sessionmaker
+from tests.db.writer_lock import lock_is_free
 
 metadata = MetaData()
 items = Table(
@@ -334,6 +335,7 @@ async def test_a_statement_cancelled_in_the_queue_is_rolled_back(tmp_path: Path,
             assert (await conn.execute(select(items))).all() == []
             await conn.commit()
         assert _lock_is_free(path)
+        assert lock_is_free(path)  # and the writer lock file (ours) with it
     finally:
         await engine.dispose()
 

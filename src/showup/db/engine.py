@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import (
 from showup.config import Settings
 from showup.db import sqlite_adapter
 
-# How long a transaction may wait for SQLite's one connection (and, from another process,
-# for the write lock: ``busy_timeout``), in seconds.
+# How long a transaction may wait for SQLite's one connection and, from another process,
+# for the write lock (the writer lock file, then ``busy_timeout``), in seconds.
 SQLITE_WAIT = 60
 
 # SQLite settings for event-sized rows (about 2.6 KB: a 4 KiB page holds one). Measured
@@ -42,10 +42,18 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
     100 ms between tries), so under load a newcomer overtakes transactions that have
     waited for seconds. A file database therefore gets ONE connection, which the pool
     lends to the waiting transactions in turn, each as soon as the one before it ends.
-    Other processes (a separate worker) still meet SQLite's busy handler.
+
+    Across processes (several ``showup worker`` processes, a worker next to the API), the
+    connection also holds an exclusive ``flock`` on ``<database>-writer.lock`` while it is
+    in a transaction: a process that finds it taken waits in the kernel and is woken as
+    soon as the holder's transaction ends, instead of polling in SQLite's busy handler,
+    which a process writing back to back would starve (see
+    :mod:`showup.db.sqlite_adapter`). ``busy_timeout`` stays, for processes that do not
+    take the file lock (the ``sqlite3`` shell). Both waits are bounded by ``SQLITE_WAIT``.
 
     Statements go through :mod:`showup.db.sqlite_adapter`: one call on aiosqlite's thread
-    per statement, ``BEGIN IMMEDIATE`` sent along with a transaction's first statement.
+    per statement, ``BEGIN IMMEDIATE`` sent along with a transaction's first statement
+    (and the file lock taken right before it, on that thread).
     """
     if url.startswith("sqlite"):
         memory = ":memory:" in url or "mode=memory" in url

@@ -24,6 +24,29 @@ process held the lock past ``busy_timeout``), the statement fails with that erro
 next statement of the transaction tries ``BEGIN IMMEDIATE`` again, as a failed begin
 would have been retried before.
 
+The writer lock file. Every transaction takes SQLite's write lock, and a connection that
+finds it taken by another process waits in SQLite's busy handler, which sleeps 1, 2, 5, …
+up to 100 ms between tries: a process running transactions back to back starves the
+others (measured with two worker processes: seconds of waiting). So a connection to a
+database file also holds an exclusive ``flock`` on ``<database>-writer.lock`` (opened once
+per connection) exactly while SQLite is in a transaction on it: taken on aiosqlite's
+thread right before ``BEGIN IMMEDIATE``, released as soon as a call on the thread leaves
+SQLite outside a transaction (checked with ``in_transaction`` after every call of ours: a
+COMMIT or ROLLBACK, a failed ``BEGIN IMMEDIATE``, a statement that ended the transaction)
+and on close. A process waiting for it sleeps in the kernel and is woken when the holder
+lets go, so it gets the lock before the holder's next transaction can. In-memory
+databases have no lock file. ``busy_timeout`` stays, for processes that do not take the
+file lock (the ``sqlite3`` shell, an older showup): they meet the busy handler as before.
+
+The wait is bounded by the connection's ``timeout`` (``SQLITE_WAIT``), as the busy
+handler's is: a holder that stays in a transaction for that long (a stuck process) makes
+the others fail with ``database is locked``, not hang. Linux has no timed ``flock``, so
+the uncontended case takes it at once with ``LOCK_NB`` and a contended one hands the
+blocking ``flock`` to a helper thread of the connection (one, started on the first
+contention): aiosqlite's thread waits for it on a condition with that timeout, and a lock
+granted after the waiter gave up is released by the helper at once (or handed to the next
+attempt, which waits for the same ``flock`` call instead of starting another).
+
 Plugged in through ``create_async_engine(module=dbapi())``, SQLAlchemy's documented hook
 for an alternative DBAPI module: the dialect, its URL and the pool stay stock. The
 subclassed SQLAlchemy and aiosqlite internals are pinned by
@@ -32,8 +55,12 @@ subclassed SQLAlchemy and aiosqlite internals are pinned by
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+import threading
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -48,6 +75,146 @@ from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
 BEGIN = "BEGIN IMMEDIATE"
+# The writer lock file of a database file: its path plus this.
+LOCK_SUFFIX = "-writer.lock"
+
+
+class WriterLock:
+    """An exclusive ``flock`` on a database's writer lock file, for one connection.
+
+    ``acquire`` and ``release`` are called on the connection's aiosqlite thread (the
+    owner), ``close`` from anywhere. The descriptor is used under ``_cond``, except by
+    the helper thread's blocking ``flock``, during which (``_pending``) nobody else
+    touches or closes it.
+    """
+
+    def __init__(self, database: str, timeout: float) -> None:
+        self.path = database + LOCK_SUFFIX
+        self.timeout = timeout
+        self.held = False
+        self.waits = 0  # acquisitions that found the lock taken
+        try:
+            mode = Path(database).stat().st_mode & 0o666  # as SQLite does for -wal and -shm
+        except OSError:
+            mode = 0o644
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        except OSError as error:
+            raise sqlite3.OperationalError(
+                f"unable to open the writer lock file {self.path}: {error}"
+            ) from error
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = False  # the helper's blocking flock is under way (or about to be)
+        self._wanted = False  # and aiosqlite's thread waits for it
+        self._granted = False  # the helper's flock succeeded for the waiting thread
+        self._error: OSError | None = None  # or failed
+        self._closed = False
+        self._helper: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, waiting for it at most ``timeout`` seconds."""
+        with self._cond:
+            if self.held:
+                return
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed writer lock.")
+            # While the helper's flock is under way it must be the one that takes the lock
+            # (a second flock on the same open file would succeed alongside it).
+            if not self._pending:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    self.waits += 1
+                    self._pending = True
+                    if self._helper is None:
+                        self._helper = threading.Thread(
+                            target=self._wait_in_kernel, name="showup-writer-lock", daemon=True
+                        )
+                        self._helper.start()
+                    else:
+                        self._cond.notify_all()
+                except OSError as error:
+                    raise self._failed(error) from error
+                else:
+                    self.held = True
+                    return
+            self._wanted = True
+            try:
+                self._cond.wait_for(
+                    lambda: self._granted or self._error is not None or self._closed,
+                    self.timeout,
+                )
+            finally:
+                self._wanted = False
+            if self._granted:
+                self._granted = False
+                self.held = True
+                return
+            failure, self._error = self._error, None
+            if failure is not None:
+                raise self._failed(failure) from failure
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed writer lock.")
+        raise sqlite3.OperationalError(
+            f"database is locked (its writer lock {self.path} was held by another "
+            f"connection for more than {self.timeout:g} s)"
+        )
+
+    def release(self) -> None:
+        with self._cond:
+            if self.held:
+                self.held = False
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Release the lock for good and close the file (the helper thread exits)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self.held = False
+            self._cond.notify_all()
+            if self._pending:
+                return  # the helper closes the file when its flock returns
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # not only closed: a forked copy may live
+            os.close(self._fd)
+
+    def _failed(self, error: OSError) -> sqlite3.OperationalError:
+        return sqlite3.OperationalError(f"unable to lock {self.path}: {error}")
+
+    def _wait_in_kernel(self) -> None:
+        """The helper thread: one blocking ``flock`` per request, until closed."""
+        cond = self._cond
+        while True:
+            with cond:
+                cond.wait_for(lambda: self._pending or self._closed)
+                if not self._pending:
+                    return
+            error: OSError | None = None
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except OSError as failed:
+                error = failed
+            with cond:
+                self._pending = False
+                if error is None and (self._closed or not self._wanted):
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)  # given up on: release it at once
+                elif self._wanted:
+                    self._granted = error is None
+                    self._error = error
+                    cond.notify_all()
+                if self._closed:
+                    os.close(self._fd)
+                    return
+
+
+def _open_lock(driver: aiosqlite.Connection, timeout: float) -> WriterLock | None:
+    """On aiosqlite's thread: the writer lock of the connection's database file, or None
+    for a database without one (in memory, temporary)."""
+    rows = driver._conn.execute("PRAGMA database_list").fetchall()
+    database = next((row[2] for row in rows if row[1] == "main"), "")
+    return WriterLock(database, timeout) if database else None
+
 
 # What one call on aiosqlite's thread hands back: the error to raise on the event loop (or
 # None), whether BEGIN IMMEDIATE succeeded, whether SQLite is in a transaction after the
@@ -57,7 +224,12 @@ _Outcome = tuple[Exception | None, bool, bool, Any, list[Any] | None, int, int |
 
 
 def _run(
-    driver: aiosqlite.Connection, begin: bool, operation: str, parameters: Any, many: bool
+    driver: aiosqlite.Connection,
+    lock: WriterLock | None,
+    begin: bool,
+    operation: str,
+    parameters: Any,
+    many: bool,
 ) -> _Outcome:
     """On aiosqlite's thread: [BEGIN IMMEDIATE,] one statement, all of its rows."""
     began = False
@@ -65,6 +237,8 @@ def _run(
     try:
         conn = driver._conn  # raises ValueError once closed
         if begin:
+            if lock is not None:
+                lock.acquire()
             conn.execute(BEGIN).close()
             began = True
         cursor = conn.cursor()
@@ -83,21 +257,44 @@ def _run(
             )
         finally:
             cursor.close()
-        return None, began, _in_transaction(conn), description, rows, rowcount, lastrowid
+        return None, began, _settle(conn, lock), description, rows, rowcount, lastrowid
     except Exception as error:  # raised on the event loop, as the stock adapter does
-        return error, began, _in_transaction(conn), None, None, -1, None
+        return error, began, _settle(conn, lock), None, None, -1, None
 
 
-def _in_transaction(conn: sqlite3.Connection | None) -> bool:
-    """Whether SQLite is in a transaction, True when that cannot be told."""
+def _settle(conn: sqlite3.Connection | None, lock: WriterLock | None) -> bool:
+    """After a call on aiosqlite's thread: whether SQLite is in a transaction (True when
+    that cannot be told); the writer lock is released unless it is known to be."""
     try:
-        return conn is None or conn.in_transaction
-    except sqlite3.Error:  # closed
-        return True
+        inside = None if conn is None else conn.in_transaction
+    except sqlite3.Error:  # closed: no transaction any more
+        inside = None
+    if lock is not None and not inside:
+        lock.release()
+    return inside is not False
 
 
-def _begin(driver: aiosqlite.Connection) -> None:
-    driver._conn.execute(BEGIN).close()
+def _begin(driver: aiosqlite.Connection, lock: WriterLock | None) -> None:
+    conn = driver._conn
+    try:
+        if lock is not None:
+            lock.acquire()
+        conn.execute(BEGIN).close()
+    finally:
+        _settle(conn, lock)
+
+
+def _end(driver: aiosqlite.Connection, lock: WriterLock | None, commit: bool) -> bool:
+    """COMMIT or ROLLBACK; whether SQLite is still in a transaction (a failed COMMIT)."""
+    conn = driver._conn
+    try:
+        if commit:
+            conn.commit()
+        else:
+            conn.rollback()
+    finally:
+        inside = _settle(conn, lock)
+    return inside
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -162,7 +359,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         try:
             outcome: _Outcome = await_(
                 self._connection._execute(
-                    _run, self._connection, begin, operation, parameters, many
+                    _run, self._connection, adapt._lock, begin, operation, parameters, many
                 )
             )
         except Exception as error:  # not run: aiosqlite's connection is closed
@@ -202,25 +399,29 @@ class OneTripSSCursor(AsyncAdapt_aiosqlite_ss_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    """The stock connection, which knows when SQLite cannot be in a transaction.
+    """The stock connection, which knows when SQLite cannot be in a transaction, and
+    holds the database's writer lock (``_lock``; None in memory) while it is in one.
 
     ``_may_be_in_transaction`` is False only when the last call on this connection was
     ours, completed, and left SQLite outside a transaction (a COMMIT or ROLLBACK that
     succeeded, a statement after which ``sqlite3`` said so). A COMMIT or ROLLBACK then
     has nothing to end and costs no call: the pool's rollback of a connection returned
     after a commit, for one. Before any call it is set True (a call cancelled while
-    queued may still run).
+    queued may still run). Since every call of ours releases the writer lock when it
+    leaves SQLite outside a transaction, skipping such a COMMIT or ROLLBACK leaves no lock
+    behind.
     """
 
-    __slots__ = ("_begin_pending", "_may_be_in_transaction")
+    __slots__ = ("_begin_pending", "_lock", "_may_be_in_transaction")
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
     _ss_cursor_cls = OneTripSSCursor
 
-    def __init__(self, dbapi: Any, connection: Any) -> None:
+    def __init__(self, dbapi: Any, connection: Any, lock: WriterLock | None = None) -> None:
         super().__init__(dbapi, connection)
         self._begin_pending = False
         self._may_be_in_transaction = True
+        self._lock = lock
 
     def begin_immediate(self) -> None:
         """Open the transaction with ``BEGIN IMMEDIATE``, sent with its first statement."""
@@ -231,7 +432,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             self._begin_pending = False
             self._may_be_in_transaction = True
             try:
-                await_(self._connection._execute(_begin, self._connection))
+                await_(self._connection._execute(_begin, self._connection, self._lock))
             except Exception as error:
                 self._begin_pending = True
                 self._handle_exception(error)
@@ -241,28 +442,67 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             self._begin_pending = False
             return
         if self._may_be_in_transaction:
-            super().commit()
-            self._may_be_in_transaction = False
+            self._end(True)
 
     def rollback(self) -> None:
         if self._begin_pending:
             self._begin_pending = False
             return
         if self._may_be_in_transaction:
-            super().rollback()
-            self._may_be_in_transaction = False
+            self._end(False)
+
+    def _end(self, commit: bool) -> None:
+        """The stock COMMIT or ROLLBACK (none once closed), releasing the writer lock on
+        aiosqlite's thread as soon as SQLite is out of the transaction."""
+        if not self._connection._connection:
+            return
+        try:
+            self._may_be_in_transaction = await_(
+                self._connection._execute(_end, self._connection, self._lock, commit)
+            )
+        except Exception as error:
+            self._handle_exception(error)
 
     def close(self) -> None:
         self._begin_pending = False
-        super().close()
+        try:
+            super().close()
+        finally:
+            if self._lock is not None:
+                self._lock.close()
+
+    async def _terminate_graceful_close(self) -> None:
+        try:
+            await super()._terminate_graceful_close()
+        finally:
+            if self._lock is not None:
+                self._lock.close()
+
+    def _terminate_force_close(self) -> None:
+        # SQLite's connection is closed later, on aiosqlite's thread: until then another
+        # process that got the file lock may meet SQLite's busy handler, as before.
+        try:
+            super()._terminate_force_close()
+        finally:
+            if self._lock is not None:
+                self._lock.close()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """SQLAlchemy's aiosqlite DBAPI module, whose connections are :class:`OneTripConnection`."""
 
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
+        """The stock connection, and its writer lock: waits for it are bounded by
+        ``timeout``, as ``sqlite3``'s busy handler's are."""
+        timeout = float(kw.get("timeout", 5.0))  # sqlite3.connect's default
         stock = super().connect(*arg, **kw)
-        return OneTripConnection(self, stock._connection)
+        driver = stock._connection
+        try:
+            lock = await_(driver._execute(_open_lock, driver, timeout))
+        except Exception as error:
+            stock.close()
+            stock._handle_exception(error)
+        return OneTripConnection(self, driver, lock)
 
 
 def dbapi() -> OneTripDBAPI:
