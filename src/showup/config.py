@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     lease_duration: timedelta = timedelta(minutes=2)
     worker_idle_poll: timedelta = timedelta(seconds=1)
     worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # ``showup worker`` runs this many worker processes (``--processes`` overrides it).
+    worker_processes: int = Field(default=1, ge=1, le=64)
 
     # Outbound URLs (tenant webhooks): loopback http only for development.
     allow_http_loopback_webhooks: bool = False
