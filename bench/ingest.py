@@ -8,6 +8,10 @@ paging with N threads and sequentially (``bench.ingest_bare``). Rounds repeat ``
 times; medians are reported, and the ratio full sync / bare paging is taken within each
 round (side by side) against the faster bare mode, then its median across rounds.
 
+``--processes N`` runs the full sync's drain in N worker processes against the same
+database (as ``showup worker --processes N``); CPU is then summed over them and peak
+memory given per process (the largest) and summed. Default 1.
+
 Targets (issue): ≥ 5,000 events/s end to end on SQLite, and full sync ≤ 1.5 x bare paging.
 """
 
@@ -117,9 +121,11 @@ def _round(
     sync = _measure(
         "bench.ingest_sync", {**base, "workdir": str(workdir)}, workdir, timeout, emulator_pid
     )
+    procs = sync.get("processes", 1)
     _log(
         f"run {i}: full sync {sync['elapsed_s']:.2f} s = {sync['events_per_s']:,.0f} events/s, "
-        f"peak {sync['rss_peak_mib']:.0f} MiB"
+        f"CPU {sync['cpu_s']:.1f} s, peak {sync['rss_peak_mib']:.0f} MiB"
+        + (f" (largest of {procs} processes)" if procs > 1 else "")
         + (f"  PROBLEMS: {sync['problems']}" if sync["problems"] else "")
     )
     out["sync"] = sync
@@ -162,8 +168,13 @@ def report(result: dict[str, Any]) -> str:
     """The markdown table printed at the end and pasted into BENCHMARKS.md."""
     p, m, agg = result["params"], result["machine"], result["summary"]
     sync = agg["sync"]
+    procs = p.get("processes", 1)
+    each = f", per process (largest of {procs})" if procs > 1 else ""
+    ours = f"our {procs} processes (summed)" if procs > 1 else "our process"
+    loops = "our event-loop threads (summed)" if procs > 1 else "our event-loop thread"
     lines = [
         f"### ingest: {p['calendars']:,} calendars x {p['events']} events, "
+        f"{procs} worker process{'es' if procs > 1 else ''}, "
         f"{p['runs']} runs, {result['date']}",
         "",
         f"Command: `{result['command']}`  ",
@@ -175,14 +186,50 @@ def report(result: dict[str, Any]) -> str:
         "| measure | median | min - max |",
         "|---|---|---|",
         _row(
-            f"full sync, {p['concurrency']} concurrent, SQLite WAL", sync["elapsed_s"], ".2f", " s"
+            f"full sync, {p['concurrency']} concurrent{' per process' if procs > 1 else ''}, "
+            "SQLite WAL",
+            sync["elapsed_s"],
+            ".2f",
+            " s",
         ),
         _row("**full sync throughput (events/s)**", sync["events_per_s"], ",.0f"),
-        _row("full sync peak RSS (VmHWM during the drain)", sync["rss_peak_mib"], ".0f", " MiB"),
-        _row("full sync peak RSS over its baseline", sync.get("rss_increase_mib"), ".0f", " MiB"),
-        _row("full sync ru_maxrss (whole child process)", sync["ru_maxrss_mib"], ".0f", " MiB"),
-        _row("full sync CPU, our process", sync["cpu_s"], ".1f", " s"),
-        _row("full sync CPU, our event-loop thread", sync.get("main_thread_cpu_s"), ".1f", " s"),
+        _row(
+            f"full sync peak RSS (VmHWM during the drain){each}",
+            sync["rss_peak_mib"],
+            ".0f",
+            " MiB",
+        ),
+        _row(
+            f"full sync peak RSS over its baseline{each}",
+            sync.get("rss_increase_mib"),
+            ".0f",
+            " MiB",
+        ),
+        _row(
+            f"full sync ru_maxrss (whole child process){each}",
+            sync["ru_maxrss_mib"],
+            ".0f",
+            " MiB",
+        ),
+    ]
+    if procs > 1:
+        lines += [
+            _row(
+                f"full sync peak RSS, {procs} processes summed",
+                sync.get("rss_peak_sum_mib"),
+                ".0f",
+                " MiB",
+            ),
+            _row(
+                f"full sync ru_maxrss, {procs} processes summed",
+                sync.get("ru_maxrss_sum_mib"),
+                ".0f",
+                " MiB",
+            ),
+        ]
+    lines += [
+        _row(f"full sync CPU, {ours}", sync["cpu_s"], ".1f", " s"),
+        _row(f"full sync CPU, {loops}", sync.get("main_thread_cpu_s"), ".1f", " s"),
         _row("full sync CPU, emulator process", sync.get("emulator_cpu_s"), ".1f", " s"),
     ]
     for threads in p["bare_modes"]:
@@ -223,7 +270,13 @@ def _summary_or_none(values: list[float | None]) -> dict[str, float] | None:
 
 def aggregate(rounds: list[dict[str, Any]], modes: list[int]) -> dict[str, Any]:
     sync_keys = ("elapsed_s", "events_per_s", "cpu_s", "rss_peak_mib", "ru_maxrss_mib", "setup_s")
-    optional = ("rss_increase_mib", "main_thread_cpu_s", "emulator_cpu_s")
+    optional = (
+        "rss_increase_mib",
+        "main_thread_cpu_s",
+        "emulator_cpu_s",
+        "rss_peak_sum_mib",
+        "ru_maxrss_sum_mib",
+    )
     agg: dict[str, Any] = {
         "sync": {k: summary([r["sync"][k] for r in rounds]) for k in sync_keys}
         | {k: _summary_or_none([r["sync"].get(k) for r in rounds]) for k in optional},
@@ -276,11 +329,17 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="which bare paging modes to measure (default both)",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes the full sync drains in, on one database (default 1)",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="per measurement, seconds")
     p.add_argument("--out", type=Path, help="result JSON (default bench/results/ingest-….json)")
     args = p.parse_args(argv)
-    if args.runs < 1 or args.calendars < 1 or args.events < 1 or args.concurrency < 1:
-        p.error("--runs, --calendars, --events and --concurrency must be positive")
+    if min(args.runs, args.calendars, args.events, args.concurrency, args.processes) < 1:
+        p.error("--runs, --calendars, --events, --concurrency and --processes must be positive")
     modes = {"both": [args.concurrency, 1], "threads": [args.concurrency], "sequential": [1]}[
         args.bare
     ]
@@ -307,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                 "events_per_user": args.events,
                 "page_size": page_size,
                 "concurrency": args.concurrency,
+                "processes": args.processes,
+                "timeout": args.timeout,
             }
             rounds = [
                 _round(i, base, modes, workdir, args.timeout, int(info["pid"]))
@@ -331,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             "events": args.events,
             "seed": args.seed,
             "concurrency": args.concurrency,
+            "processes": args.processes,
             "page_size": page_size,
             "bare_modes": modes,
             "emulator_seed_s": info["seed_seconds"],

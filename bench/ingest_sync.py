@@ -5,6 +5,14 @@ are created through the service layer (not timed), then ``Worker(runtime).drain(
 every due sync with the SystemClock and the default per-provider concurrency. Only the
 drain is timed. The result is checked (row count, no duplicates, every calendar
 connected with a cursor) and written as JSON to ``--out``.
+
+With ``processes`` > 1 (``scripts/bench ingest --processes N``) the drain runs in N
+spawned processes against the same database, as ``showup worker --processes N`` does:
+each sets up its runtime and opens its connection first, then all start together; the
+measurement ends when the last one is done, i.e. when every calendar has had its first
+sync (a process whose drain finds nothing due while another still syncs some calendars
+looks again shortly, as those may fail and be due again). CPU is summed over the
+processes; peak memory is reported per process (the largest) and summed.
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ import asyncio
 import base64
 import gc
 import json
+import multiprocessing
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -24,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from bench.common import maxrss_kib, peak_kib, reset_peak, rss_kib, write_json
 from showup.calendars.service import NewCalendar, create_calendar
@@ -68,14 +78,15 @@ _MAX_DRAINS = 100
 _MAX_RETRY_WAIT = timedelta(minutes=5)
 
 
+_WITHOUT_FIRST_SYNC = (Calendar.sync_cursor.is_(None), Calendar.status != "disconnected")
+
+
 async def _pending(rt: Runtime) -> tuple[int, datetime | None]:
     """Calendars still without a first sync, and the earliest time one of them is due."""
     async with rt.sessions() as session:
         row = (
             await session.execute(
-                select(func.count(), func.min(Calendar.next_sync_at)).where(
-                    Calendar.sync_cursor.is_(None), Calendar.status != "disconnected"
-                )
+                select(func.count(), func.min(Calendar.next_sync_at)).where(*_WITHOUT_FIRST_SYNC)
             )
         ).one()
     return int(row[0]), row[1]
@@ -97,7 +108,59 @@ async def _drain_all(rt: Runtime) -> tuple[list[Any], int]:
     return outcomes, _MAX_DRAINS
 
 
-async def _verify(rt: Runtime, cfg: dict[str, Any], outcomes: list[Any]) -> dict[str, Any]:
+# With several processes: how often a process whose drain found nothing due looks again
+# while another process still syncs calendars without a first sync (the end of the run).
+_SHARED_POLL = timedelta(milliseconds=20)
+
+
+async def _pending_shared(rt: Runtime) -> tuple[int, int, datetime | None]:
+    """Calendars still without a first sync, how many of them another process syncs now
+    (leased), and the earliest time one of the others is due."""
+    now = rt.clock.now()
+    free = or_(Calendar.lease_expires_at.is_(None), Calendar.lease_expires_at <= now)
+    async with rt.sessions() as session:
+        row = (
+            await session.execute(
+                select(
+                    func.count(),
+                    func.count().filter(~free),
+                    func.min(Calendar.next_sync_at).filter(free),
+                ).where(*_WITHOUT_FIRST_SYNC)
+            )
+        ).one()
+    return int(row[0]), int(row[1]), row[2]
+
+
+async def _drain_shared(rt: Runtime) -> tuple[list[Any], int]:
+    """``_drain_all`` for one of several processes: until no calendar lacks its first
+    sync, whichever process synced it."""
+    worker = Worker(rt)
+    outcomes: list[Any] = []
+    deadline = rt.clock.now() + _MAX_RETRY_WAIT
+    drains = 0
+    while True:
+        outcomes.extend(await worker.drain())
+        drains += 1
+        pending, leased, due = await _pending_shared(rt)
+        now = rt.clock.now()
+        if not pending or now > deadline:
+            return outcomes, drains
+        if leased:
+            wait = _SHARED_POLL
+        elif due is None:
+            return outcomes, drains
+        else:
+            if due.tzinfo is None:  # SQLite hands back naive UTC
+                due = due.replace(tzinfo=UTC)
+            wait = max(due - now, timedelta(0))
+        await rt.clock.sleep(min(wait, deadline - now))
+
+
+def _results(outcomes: list[Any]) -> Counter[str]:
+    return Counter(getattr(o, "result", type(o).__name__) for o in outcomes)
+
+
+async def _verify(rt: Runtime, cfg: dict[str, Any], results: Counter[str]) -> dict[str, Any]:
     calendars = len(cfg["users"])
     expected = calendars * cfg["events_per_user"]
     async with rt.sessions() as session:
@@ -126,7 +189,6 @@ async def _verify(rt: Runtime, cfg: dict[str, Any], outcomes: list[Any]) -> dict
         with_link = await session.scalar(
             select(func.count()).select_from(Event).where(Event.meeting_url.is_not(None))
         )
-    results = Counter(getattr(o, "result", type(o).__name__) for o in outcomes)
     problems = []
     if rows != expected:
         problems.append(f"{rows} event rows, expected {expected}")
@@ -154,8 +216,8 @@ async def _verify(rt: Runtime, cfg: dict[str, Any], outcomes: list[Any]) -> dict
     }
 
 
-async def measure(cfg: dict[str, Any], data_dir: Path) -> dict[str, Any]:
-    settings = Settings(
+def _settings(cfg: dict[str, Any], data_dir: Path) -> Settings:
+    return Settings(
         data_dir=data_dir,
         master_key=SecretStr(base64.b64encode(b"showup-bench-master-key-32-bytes").decode()),
         google_api_url=f"{cfg['base_url']}/calendar/v3",
@@ -166,38 +228,151 @@ async def measure(cfg: dict[str, Any], data_dir: Path) -> dict[str, Any]:
         # not start polling the calendars it already synced.
         poll_interval=timedelta(days=1),
     )
-    rt = build_runtime(settings)
+
+
+async def measure(cfg: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    processes = int(cfg.get("processes", 1))
+    rt = build_runtime(_settings(cfg, data_dir))
     try:
         t0 = time.perf_counter()
         await _setup(rt, cfg)
         setup_s = time.perf_counter() - t0
-        gc.collect()
-        baseline = rss_kib()
-        peak_reset = reset_peak()
-        t0 = time.perf_counter()
-        cpu0, main0 = time.process_time(), time.thread_time()
-        outcomes, drains = await _drain_all(rt)
-        elapsed = time.perf_counter() - t0
-        cpu, main_cpu = time.process_time() - cpu0, time.thread_time() - main0
-        peak = peak_kib()
-        verified = await _verify(rt, cfg, outcomes)
+        if processes > 1:
+            await rt.engine.dispose()  # idle while the processes drain; reconnects after
+            drained = await asyncio.to_thread(_drain_in_processes, cfg, data_dir, processes)
+        else:
+            drained = await _drain_here(rt)
+        verified = await _verify(rt, cfg, drained.pop("results"))
     finally:
         await rt.aclose()
     events = len(cfg["users"]) * cfg["events_per_user"]
+    return {
+        "processes": processes,
+        **drained,
+        "events": events,
+        "events_per_s": events / drained["elapsed_s"],
+        "setup_s": setup_s,
+        **verified,
+    }
+
+
+async def _drain_here(rt: Runtime) -> dict[str, Any]:
+    """The timed drain in this process (one process: the default)."""
+    gc.collect()
+    baseline = rss_kib()
+    peak_reset = reset_peak()
+    t0 = time.perf_counter()
+    cpu0, main0 = time.process_time(), time.thread_time()
+    outcomes, drains = await _drain_all(rt)
+    elapsed = time.perf_counter() - t0
+    cpu, main_cpu = time.process_time() - cpu0, time.thread_time() - main0
+    peak = peak_kib()
     return {
         "elapsed_s": elapsed,
         "drain_calls": drains,
         "cpu_s": cpu,
         # The event loop's thread: everything but SQLite (aiosqlite runs it in its own threads).
         "main_thread_cpu_s": main_cpu,
-        "events": events,
-        "events_per_s": events / elapsed,
-        "setup_s": setup_s,
         "rss_baseline_mib": baseline / 1024,
         "rss_peak_mib": peak / 1024,
         "rss_increase_mib": (peak - baseline) / 1024 if peak_reset else None,
         "ru_maxrss_mib": maxrss_kib() / 1024,
-        **verified,
+        "results": _results(outcomes),
+    }
+
+
+def _drain_in_processes(cfg: dict[str, Any], data_dir: Path, processes: int) -> dict[str, Any]:
+    """The timed drain in ``processes`` spawned processes; from a thread of this one."""
+    context = multiprocessing.get_context("spawn")
+    ready, go, out = context.Barrier(processes + 1), context.Event(), context.Queue()
+    children = [
+        context.Process(target=_drain_process, args=(cfg, str(data_dir), ready, go, out))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        ready.wait(timeout=600)  # every process set up
+        # CLOCK_MONOTONIC: one clock for every process of the machine.
+        started, cpu0 = time.monotonic(), time.process_time()
+        go.set()
+        deadline = started + cfg.get("timeout", 1800)
+        parts: list[dict[str, Any]] = []
+        while len(parts) < processes:
+            try:
+                parts.append(out.get(timeout=1))
+            except queue.Empty:
+                failed = [c.exitcode for c in children if c.exitcode not in (None, 0)]
+                if failed or time.monotonic() > deadline:
+                    raise RuntimeError(f"drain processes failed ({failed}) or timed out") from None
+        cpu = time.process_time() - cpu0  # this process, waiting (its own share)
+    finally:
+        for child in children:
+            child.join(60)
+            if child.exitcode is None:
+                child.kill()
+    if any(child.exitcode != 0 for child in children):
+        raise RuntimeError(f"drain processes exited with {[c.exitcode for c in children]}")
+
+    def total(key: str) -> float:
+        return float(sum(part[key] for part in parts))
+
+    def largest(key: str) -> float | None:
+        values = [part[key] for part in parts]
+        return None if None in values else float(max(values))
+
+    increases = [part["rss_increase_mib"] for part in parts]
+    return {
+        "elapsed_s": max(part["ended"] for part in parts) - started,
+        "drain_calls": int(total("drain_calls")),
+        "cpu_s": total("cpu_s") + cpu,
+        "main_thread_cpu_s": total("main_thread_cpu_s"),
+        "rss_baseline_mib": largest("rss_baseline_mib"),
+        "rss_peak_mib": largest("rss_peak_mib"),
+        "rss_increase_mib": largest("rss_increase_mib"),
+        "ru_maxrss_mib": largest("ru_maxrss_mib"),
+        "rss_peak_sum_mib": total("rss_peak_mib"),
+        "rss_increase_sum_mib": None if None in increases else total("rss_increase_mib"),
+        "ru_maxrss_sum_mib": total("ru_maxrss_mib"),
+        "per_process": [{k: v for k, v in part.items() if k != "results"} for part in parts],
+        "results": sum((Counter(part["results"]) for part in parts), Counter()),
+    }
+
+
+def _drain_process(cfg: dict[str, Any], data_dir: str, ready: Any, go: Any, out: Any) -> None:
+    """One drain process: set up, wait for ``go``, drain, put its figures on ``out``."""
+    out.put(asyncio.run(_drain_part(cfg, Path(data_dir), ready, go)))
+
+
+async def _drain_part(cfg: dict[str, Any], data_dir: Path, ready: Any, go: Any) -> dict[str, Any]:
+    rt = build_runtime(_settings(cfg, data_dir))
+    try:
+        async with rt.sessions() as session:  # the connection and the lock file, opened
+            await session.execute(select(func.count()).select_from(Calendar))
+            await session.commit()
+        gc.collect()
+        baseline = rss_kib()
+        peak_reset = reset_peak()
+        await asyncio.to_thread(ready.wait, 600)
+        await asyncio.to_thread(go.wait)
+        cpu0, main0 = time.process_time(), time.thread_time()
+        outcomes, drains = await _drain_shared(rt)
+        ended = time.monotonic()
+        cpu, main_cpu = time.process_time() - cpu0, time.thread_time() - main0
+        peak = peak_kib()
+    finally:
+        await rt.aclose()
+    return {
+        "pid": os.getpid(),
+        "ended": ended,
+        "drain_calls": drains,
+        "cpu_s": cpu,
+        "main_thread_cpu_s": main_cpu,
+        "rss_baseline_mib": baseline / 1024,
+        "rss_peak_mib": peak / 1024,
+        "rss_increase_mib": (peak - baseline) / 1024 if peak_reset else None,
+        "ru_maxrss_mib": maxrss_kib() / 1024,
+        "results": dict(_results(outcomes)),
     }
 
 
