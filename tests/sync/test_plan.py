@@ -19,6 +19,7 @@ from showup.sync.plan import (
     Stored,
     Update,
     encode,
+    encode_page,
     event_values,
     fingerprint,
     fingerprint_v1,
@@ -189,6 +190,20 @@ def test_new_events_outside_the_window_are_skipped() -> None:
     assert plan_page(page(late), {}, WINDOW) == []
     [action] = plan_page(page(event()), {}, WINDOW)
     assert isinstance(action, Insert) and action.values["fingerprint"] == fingerprint(event())
+
+
+def test_a_page_encoded_ahead_plans_as_one_encoded_on_the_way() -> None:
+    # The runner encodes a page before its transaction opens; the plan must not change.
+    # The same id twice: the last one wins, in the encodings as in the plan.
+    stored = {"evt1": Stored("id1", fingerprint(event()), False)}
+    renamed, moved = event(title="Renamed"), event(start_time=T + timedelta(hours=1))
+    new = dataclasses.replace(event(), platform_id="evt2")
+    for p in (page(renamed, moved, new), page(event(), new), page(moved, renamed)):
+        encoded = encode_page(p)
+        assert set(encoded) == {ev.platform_id for ev in p.upserts}
+        assert plan_page(p, stored, WINDOW, encoded) == plan_page(p, stored, WINDOW)
+    [action] = plan_page(page(renamed, moved), stored, WINDOW, encode_page(page(renamed, moved)))
+    assert isinstance(action, Update) and action.values["start_time"] == T + timedelta(hours=1)
 
 
 def test_attendee_texts_are_cached_per_instance_and_bounded() -> None:

@@ -237,7 +237,21 @@ def overlaps(start: datetime, end: datetime, window: SyncWindow) -> bool:
     return end > window.start and start < window.end
 
 
-def plan_page(page: ChangePage, stored: dict[str, Stored], window: SyncWindow) -> list[Action]:
+def encode_page(page: ChangePage) -> dict[str, Encoded]:
+    """:func:`encode` of every upsert of ``page`` (the last one of an id wins, as in
+    :func:`plan_page`), made before the page's transaction opens: on SQLite every
+    transaction holds the one write lock, so the CPU spent here stays outside it."""
+    return {ev.platform_id: encode(ev) for ev in page.upserts}
+
+
+def plan_page(
+    page: ChangePage,
+    stored: dict[str, Stored],
+    window: SyncWindow,
+    encoded: dict[str, Encoded] | None = None,
+) -> list[Action]:
+    """The actions for ``page`` against ``stored``; ``encoded`` is :func:`encode_page`'s
+    result when the caller made it already (else each event is encoded here)."""
     actions: list[Action] = []
     # A page may name one id twice (replays); the last word wins.
     latest: dict[str, RemoteEvent | None] = {}
@@ -256,9 +270,9 @@ def plan_page(page: ChangePage, stored: dict[str, Stored], window: SyncWindow) -
         ev = maybe
         if have is None:
             if overlaps(ev.start_time, ev.end_time, window):
-                actions.append(Insert(_row(ev, encode(ev))))
+                actions.append(Insert(_row(ev, encoded[pid] if encoded else encode(ev))))
             continue
-        enc = encode(ev)
+        enc = encoded[pid] if encoded else encode(ev)
         if have.fingerprint == enc.fingerprint and not have.is_deleted:
             continue
         if (

@@ -68,7 +68,7 @@ from showup.runtime import Runtime
 from showup.security.vault import Vault
 from showup.sync import announce
 from showup.sync.apply import Applied, apply_actions, load_stored, mark_deleted
-from showup.sync.plan import Stored, overlaps, plan_page
+from showup.sync.plan import Encoded, Stored, encode_page, overlaps, plan_page
 from showup.sync.tokens import CalendarTokens
 
 log = logging.getLogger("showup.sync")
@@ -393,15 +393,17 @@ class CalendarSync:
                 seen.update(e.platform_id for e in page.upserts)
             if page.is_last:
                 new_cursor = page.next_cursor
+            # Encoded before the transaction: its CPU stays outside SQLite's write lock.
+            encoded = encode_page(page)
             if page.is_last and finish is not None:
                 await self._last_page(
-                    snap, page, window, seen if unseen else None, finish, new_cursor
+                    snap, (page, encoded), window, seen if unseen else None, finish, new_cursor
                 )
                 return new_cursor
             async with self._transaction() as session:
                 await self._heartbeat(session)
                 now = self.rt.clock.now()
-                applied = await self._apply(session, snap, page, window, now)
+                applied = await self._apply(session, snap, page, encoded, window, now)
                 await self._changed(session, snap, applied, [], now)
         if finish is not None:  # the round ended without a last page: end the sync anyway
             await self._last_page(snap, None, window, seen if unseen else None, finish, new_cursor)
@@ -410,7 +412,7 @@ class CalendarSync:
     async def _last_page(
         self,
         snap: Snapshot,
-        page: ChangePage | None,
+        page: tuple[ChangePage, dict[str, Encoded]] | None,
         window: SyncWindow,
         seen: set[str] | None,
         finish: _Finish,
@@ -419,7 +421,7 @@ class CalendarSync:
         async with self._transaction() as session:
             cal = await self._fence(session)
             now = self.rt.clock.now()
-            applied = await self._apply(session, snap, page, window, now) if page else None
+            applied = await self._apply(session, snap, *page, window, now) if page else None
             gone = (
                 await self._delete_unseen(session, snap, window, seen, now)
                 if seen is not None
@@ -434,6 +436,7 @@ class CalendarSync:
         session: AsyncSession,
         snap: Snapshot,
         page: ChangePage,
+        encoded: dict[str, Encoded],
         window: SyncWindow,
         now: datetime,
     ) -> Applied | None:
@@ -444,7 +447,7 @@ class CalendarSync:
                 snap.id,
                 [e.platform_id for e in page.upserts] + [d.platform_id for d in page.deletions],
             )
-        actions = plan_page(page, stored, window)
+        actions = plan_page(page, stored, window, encoded)
         if not actions:
             return None
         applied = await apply_actions(
