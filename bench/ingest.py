@@ -9,8 +9,9 @@ times; medians are reported, and the ratio full sync / bare paging is taken with
 round (side by side) against the faster bare mode, then its median across rounds.
 
 ``--processes N`` runs the full sync's drain in N worker processes against the same
-database (as ``showup worker --processes N``); CPU is then summed over them and peak
-memory given per process (the largest) and summed. Default 1.
+database (as ``showup worker --processes N``, which splits the per-provider concurrency
+among them); CPU is then summed over them and peak memory given per process (the
+largest) and summed. Default 1.
 
 Targets (issue): ≥ 5,000 events/s end to end on SQLite, and full sync ≤ 1.5 x bare paging.
 """
@@ -186,7 +187,8 @@ def report(result: dict[str, Any]) -> str:
         "| measure | median | min - max |",
         "|---|---|---|",
         _row(
-            f"full sync, {p['concurrency']} concurrent{' per process' if procs > 1 else ''}, "
+            f"full sync, {p['concurrency']} concurrent"
+            f"{f' (split among {procs} processes)' if procs > 1 else ''}, "
             "SQLite WAL",
             sync["elapsed_s"],
             ".2f",
@@ -320,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency",
         type=int,
         default=concurrency,
-        help="per-provider sync concurrency, and the thread count of threaded bare paging "
+        help="per-provider sync concurrency (split among --processes, as `showup worker "
+        "--processes N` splits it), and the thread count of threaded bare paging "
         f"(default: the service default, {concurrency})",
     )
     p.add_argument(

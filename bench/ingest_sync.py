@@ -38,7 +38,7 @@ from sqlalchemy import func, or_, select, update
 
 from bench.common import maxrss_kib, peak_kib, reset_peak, rss_kib, write_json
 from showup.calendars.service import NewCalendar, create_calendar
-from showup.config import Settings
+from showup.config import Settings, sync_concurrency_share
 from showup.db.migrate import upgrade
 from showup.db.models import Calendar, Event
 from showup.jobs.worker import Worker
@@ -222,7 +222,10 @@ def _settings(cfg: dict[str, Any], data_dir: Path) -> Settings:
         master_key=SecretStr(base64.b64encode(b"showup-bench-master-key-32-bytes").decode()),
         google_api_url=f"{cfg['base_url']}/calendar/v3",
         google_token_url=f"{cfg['base_url']}/token",
-        sync_concurrency_per_provider=cfg["concurrency"],
+        # Split among the drain processes, as `showup worker --processes N` splits it.
+        sync_concurrency_per_provider=sync_concurrency_share(
+            cfg["concurrency"], int(cfg.get("processes", 1))
+        ),
         sync_page_size=cfg["page_size"],
         # Only first syncs are measured: a drain slower than the poll interval (5 min) must
         # not start polling the calendars it already synced.

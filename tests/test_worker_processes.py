@@ -32,7 +32,7 @@ from sqlalchemy import update
 from showup.calendars.service import NewCalendar, create_calendar
 from showup.cli import run_workers
 from showup.clock import SystemClock
-from showup.config import Settings
+from showup.config import Settings, sync_concurrency_share
 from showup.db.migrate import upgrade
 from showup.db.models import Calendar
 from showup.emulator import World, create_app
@@ -45,7 +45,9 @@ from tests.sync.helpers import gtime
 
 CALENDARS = 8
 EVENTS = 3
-CONCURRENCY = 2  # per provider and process: 4 lists in flight need both processes
+# Per provider for the command: each of its 2 processes gets half (2), so the 4 lists in
+# flight that the gate waits for need both processes at once.
+CONCURRENCY = 4
 DEADLINE = 60.0  # seconds, for anything the processes must do
 
 
@@ -163,7 +165,7 @@ def _query(db: Path, sql: str) -> list[Any]:
 async def test_two_worker_processes_sync_every_calendar_once(tmp_path: Path) -> None:
     world = World(SystemClock())
     client = _seed(world, datetime.now(UTC))
-    gate = ListGate(create_app(world), world, need=2 * CONCURRENCY)
+    gate = ListGate(create_app(world), world, need=CONCURRENCY)
     with serve(gate) as base_url:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHOWUP_")}
         env |= {
@@ -207,8 +209,8 @@ async def test_two_worker_processes_sync_every_calendar_once(tmp_path: Path) -> 
         assert f"worker process {n} started" in output
         assert f"worker tw-{n} started" in output
         assert f"worker tw-{n} stopped" in output
-    # Both processes had syncs in flight at once (each can have CONCURRENCY).
-    assert gate.most_in_flight == 2 * CONCURRENCY, output
+    # Both processes had syncs in flight at once (each can have CONCURRENCY / 2).
+    assert gate.most_in_flight == CONCURRENCY, output
     # Every calendar listed once (its first sync), every event stored once.
     assert gate.lists == Counter({email: 1 for email, _ in client[2]})
     assert _query(
@@ -258,22 +260,36 @@ def _pids(folder: Path) -> list[int]:
     return [int(p.read_text()) for p in sorted(folder.glob("*.ready"))]
 
 
-def _run(tmp_path: Path, target: Callable[[str], None], processes: int = 2) -> int:
+def _run(
+    tmp_path: Path,
+    target: Callable[[str, int], None],
+    processes: int = 2,
+    **settings: Any,
+) -> int:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    status = run_workers(make_settings(tmp_path, worker_id="tw"), processes, target=target)
+    config = make_settings(tmp_path, worker_id="tw", **settings)
+    status = run_workers(config, processes, target=target)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
     return status
 
 
 def test_sigterm_stops_every_worker_process_cleanly(tmp_path: Path, children: Path) -> None:
     _signal_when_ready(children, 3, [signal.SIGTERM])
-    assert _run(tmp_path, worker_children.stops_on_sigterm, 3) == 0
+    assert _run(tmp_path, worker_children.stops_on_sigterm, 3, sync_concurrency_per_provider=8) == 0
+    # The per-provider sync concurrency bounds the command: split among its processes.
+    shares = {p.stem: int(p.read_text()) for p in children.glob("*.share")}
+    assert shares == {"tw-1": 3, "tw-2": 3, "tw-3": 3}
     assert sorted(p.name for p in children.glob("*.stopped")) == [
         "tw-1.stopped",
         "tw-2.stopped",
         "tw-3.stopped",
     ]
     assert not any(_alive(pid) for pid in _pids(children))
+
+
+def test_the_sync_concurrency_is_shared_not_multiplied() -> None:
+    assert [sync_concurrency_share(8, n) for n in (1, 2, 3, 4, 8, 9)] == [8, 4, 3, 2, 1, 1]
+    assert sync_concurrency_share(1, 4) == 1
 
 
 def test_a_crashed_worker_process_stops_the_others_and_the_command_fails(

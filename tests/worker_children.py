@@ -29,8 +29,9 @@ def _idle(seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
-def stops_on_sigterm(worker_id: str) -> None:
-    """Like a worker: SIGTERM stops it cleanly (exit 0), noting ``<id>.stopped``."""
+def stops_on_sigterm(worker_id: str, sync_concurrency: int) -> None:
+    """Like a worker: SIGTERM stops it cleanly (exit 0), noting ``<id>.stopped``; notes
+    its share of the sync concurrency in ``<id>.share``."""
 
     def stop(*_: Any) -> None:
         (folder / f"{worker_id}.stopped").write_text("")
@@ -39,14 +40,16 @@ def stops_on_sigterm(worker_id: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, stop)
     watch_parent()  # as a worker does
+    folder = Path(os.environ["SHOWUP_TEST_CHILD_DIR"])
+    (folder / f"{worker_id}.share").write_text(str(sync_concurrency))
     folder = _ready(worker_id)
     _idle()
 
 
-def first_crashes(worker_id: str) -> None:
+def first_crashes(worker_id: str, sync_concurrency: int) -> None:
     """Worker 1 exits with status 3 once worker 2 is ready; the others as above."""
     if not worker_id.endswith("-1"):
-        stops_on_sigterm(worker_id)
+        stops_on_sigterm(worker_id, sync_concurrency)
         return
     folder = _ready(worker_id)
     deadline = time.monotonic() + 60
@@ -55,7 +58,7 @@ def first_crashes(worker_id: str) -> None:
     sys.exit(3)
 
 
-def ignores_sigterm(worker_id: str) -> None:
+def ignores_sigterm(worker_id: str, sync_concurrency: int) -> None:
     """A worker that does not stop: only SIGKILL ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from showup.config import ConfigError, Settings
+from showup.config import ConfigError, Settings, sync_concurrency_share
 
 log = logging.getLogger("showup")
 
@@ -145,8 +145,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def _worker_process(worker_id: str) -> None:
-    """One worker process of ``run_workers`` (spawned): the normal worker loop."""
+def _worker_process(worker_id: str, sync_concurrency: int) -> None:
+    """One worker process of ``run_workers`` (spawned): the normal worker loop, with its
+    share of the per-provider sync concurrency."""
     from showup.server import setup_logging, worker_only
 
     # The parent stops its workers with SIGTERM (a terminal's Ctrl-C reaches them too,
@@ -154,7 +155,7 @@ def _worker_process(worker_id: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     watch_parent()
-    settings = _settings(worker_id=worker_id)
+    settings = _settings(worker_id=worker_id, sync_concurrency_per_provider=sync_concurrency)
     setup_logging(settings.log_level)
     asyncio.run(worker_only(settings))
 
@@ -180,7 +181,7 @@ def _exit_status(code: int | None) -> str:
 
 
 def run_workers(
-    settings: Settings, processes: int, *, target: Callable[[str], None] = _worker_process
+    settings: Settings, processes: int, *, target: Callable[[str, int], None] = _worker_process
 ) -> int:
     """``showup worker --processes N``: N worker processes until stopped; the exit status.
 
@@ -193,8 +194,14 @@ def run_workers(
     stopped, and the command exits with status 1, for a supervisor (systemd, Docker)
     to restart it: a worker is not restarted here.
 
-    ``target`` is what each process runs, given its worker id (tests replace it).
+    ``SHOWUP_SYNC_CONCURRENCY_PER_PROVIDER`` bounds the command as a whole: each process
+    gets its share (:func:`~showup.config.sync_concurrency_share`), so that running more
+    processes does not put more concurrent load on a provider.
+
+    ``target`` is what each process runs, given its worker id and its share of the sync
+    concurrency (tests replace it).
     """
+    share = sync_concurrency_share(settings.sync_concurrency_per_provider, processes)
     asyncio.run(_migrate(settings))
     context = multiprocessing.get_context("spawn")
     wake_r, wake_w = socket.socketpair()
@@ -219,7 +226,7 @@ def run_workers(
         for number in range(1, processes + 1):
             process = context.Process(
                 target=target,
-                args=(f"{settings.worker_id}-{number}",),
+                args=(f"{settings.worker_id}-{number}", share),
                 name=f"showup-worker-{number}",
             )
             process.start()

@@ -220,3 +220,13 @@ def load_or_create_master_key(data_dir: Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as fh:
         fh.write(text + "\n")
     return text, True
+
+
+def sync_concurrency_share(total: int, processes: int) -> int:
+    """Each of ``processes`` worker processes' part of ``sync_concurrency_per_provider``.
+
+    The setting bounds how many calendars of one provider the worker command syncs at
+    once (the load we put on the provider); ``showup worker --processes N`` splits it
+    among its processes instead of multiplying it, rounding up so none gets zero.
+    """
+    return max(1, -(-total // processes))
