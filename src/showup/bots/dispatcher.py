@@ -40,6 +40,7 @@ from showup.bots import dispatch
 from showup.bots.dispatch import DispatchOutcome
 from showup.bots.policy import BotPolicy
 from showup.db.bot_models import LIVE_STATUSES, Bot
+from showup.jobs.groups import GroupWriter
 from showup.jobs.leases import next_due
 from showup.launchers import loaded_launcher
 from showup.launchers.base import Launcher, LaunchOutcome, LaunchRequest
@@ -52,7 +53,6 @@ from showup.runtime import Runtime
 LOOKAHEAD = timedelta(milliseconds=100)
 
 _Attempt = tuple[str, int, LaunchOutcome]  # bot id, attempt number, outcome
-_Queued = tuple[str, _Attempt, "asyncio.Future[DispatchOutcome]"]  # owner, attempt, result
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,56 +139,16 @@ class Dispatcher:
         return result
 
 
-class _GroupRecorder:
-    """Writes launch outcomes, those waiting together in one transaction (group commit).
+class _GroupRecorder(GroupWriter[_Attempt, DispatchOutcome]):
+    """Writes launch outcomes, those waiting together in one transaction and one reconcile
+    (``jobs/groups.py``), taking its turn after waiting claims (:class:`_Turns`)."""
 
-    Each job queues its outcome and waits its turn on a FIFO lock; the first to get it
-    writes every outcome queued by then, the others find theirs written. Should a group
-    fail (one bot's reconcile, say), its outcomes are written one by one, so one bad row
-    fails only its own job, as without grouping.
-    """
+    lost = "launch outcome not recorded"
 
     def __init__(self, runtime: Runtime, turns: _Turns) -> None:
+        super().__init__()
         self.rt = runtime
         self._turns = turns
-        self._lock = asyncio.Lock()
-        self._queue: list[_Queued] = []
-
-    async def record(self, owner: str, attempt: _Attempt) -> DispatchOutcome:
-        done: asyncio.Future[DispatchOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.append((owner, attempt, done))
-        async with self._lock:
-            if not done.done():
-                group, self._queue = self._queue, []
-                try:
-                    await self._write_group(group)
-                finally:
-                    for _, _, waiting in group:
-                        if not waiting.done():  # the writing job was cancelled
-                            waiting.set_exception(RuntimeError("launch outcome not recorded"))
-        return done.result()
-
-    async def _write_group(self, group: list[_Queued]) -> None:
-        by_owner: dict[str, list[_Queued]] = {}
-        for item in group:
-            by_owner.setdefault(item[0], []).append(item)
-        for owner, items in by_owner.items():
-            try:
-                results = await self._write(owner, [attempt for _, attempt, _ in items])
-            except Exception as exc:
-                if len(items) == 1:
-                    items[0][2].set_exception(exc)
-                    continue
-                for _, attempt, done in items:
-                    try:
-                        [result] = await self._write(owner, [attempt])
-                    except Exception as one:
-                        done.set_exception(one)
-                    else:
-                        done.set_result(result)
-                continue
-            for (_, _, done), result in zip(items, results, strict=True):
-                done.set_result(result)
 
     async def _write(self, owner: str, attempts: Sequence[_Attempt]) -> list[DispatchOutcome]:
         policy = BotPolicy.from_settings(self.rt.settings)

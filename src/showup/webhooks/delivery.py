@@ -62,6 +62,7 @@ from showup.db.webhook_models import (
     WebhookEndpoint,
     WebhookMessage,
 )
+from showup.jobs.groups import GroupWriter
 from showup.jobs.leases import claim_due, next_due
 from showup.runtime import Runtime
 from showup.security.url_guard import UrlRejected
@@ -122,7 +123,6 @@ RECORD_LINGER = timedelta(milliseconds=50)
 # before the POST, or the outcome already (skipped, cancelled).
 _Prepared = _Target | _Broken | DeliveryOutcome
 _Recorded = tuple[str, AttemptResult]  # delivery id, its attempt
-_Queued = tuple[str, _Recorded, "asyncio.Future[DeliveryOutcome]"]  # owner, attempt, result
 
 
 def _internal_error(rt: Runtime) -> AttemptResult:
@@ -563,59 +563,19 @@ class Deliverer:
         return outcome
 
 
-class _GroupRecorder:
-    """Records attempts, those waiting together in one transaction (group commit).
+class _GroupRecorder(GroupWriter[_Recorded, DeliveryOutcome]):
+    """Records attempts, those waiting together in one transaction (``jobs/groups.py``).
 
-    Each job queues its attempt, waits up to its ``linger`` for another job to record it,
-    then waits its turn on a FIFO lock; the first to get the turn writes every attempt
-    queued by then, the others find theirs written. Without lingering, attempts group
-    only while a write is under way (under a burst); with it, attempts finishing within
-    ``linger`` of each other share a transaction at any rate. Should a group fail, its
-    attempts are written one by one, so one bad row fails only its own job.
+    Without lingering, attempts group only while a write is under way (under a burst);
+    with it (``run_forever``), attempts finishing within ``linger`` of each other share a
+    transaction at any rate.
     """
 
+    lost = "attempt not recorded"
+
     def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
         self.rt = runtime
-        self._lock = asyncio.Lock()
-        self._queue: list[_Queued] = []
-
-    async def record(self, owner: str, attempt: _Recorded, linger: float = 0.0) -> DeliveryOutcome:
-        done: asyncio.Future[DeliveryOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.append((owner, attempt, done))
-        if linger > 0:
-            await asyncio.wait([done], timeout=linger)
-        async with self._lock:
-            if not done.done():
-                group, self._queue = self._queue, []
-                try:
-                    await self._write_group(group)
-                finally:
-                    for _, _, waiting in group:
-                        if not waiting.done():  # the writing job was cancelled
-                            waiting.set_exception(RuntimeError("attempt not recorded"))
-        return done.result()
-
-    async def _write_group(self, group: list[_Queued]) -> None:
-        by_owner: dict[str, list[_Queued]] = {}
-        for item in group:
-            by_owner.setdefault(item[0], []).append(item)
-        for owner, items in by_owner.items():
-            try:
-                results = await self._write(owner, [attempt for _, attempt, _ in items])
-            except Exception as exc:
-                if len(items) == 1:
-                    items[0][2].set_exception(exc)
-                    continue
-                for _, attempt, done in items:
-                    try:
-                        [result] = await self._write(owner, [attempt])
-                    except Exception as one:
-                        done.set_exception(one)
-                    else:
-                        done.set_result(result)
-                continue
-            for (_, _, done), result in zip(items, results, strict=True):
-                done.set_result(result)
 
     async def _write(self, owner: str, attempts: Sequence[_Recorded]) -> list[DeliveryOutcome]:
         async with self.rt.sessions() as session:
