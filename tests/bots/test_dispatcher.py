@@ -8,18 +8,17 @@ transactions, the next due time from the claim, and the fallbacks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from showup.bots.dispatch import DispatchOutcome
 from showup.bots.dispatcher import LOOKAHEAD, Dispatcher, _GroupRecorder, _Turns
 from tests.bots.support import Receiver, all_bots, connect, event_of, meeting, schedule
+from tests.support.helpers import counting_transactions, until
 
 ALICE = "alice@example.com"
 JOIN = datetime(2026, 11, 2, 9, 58, tzinfo=UTC)
@@ -49,22 +48,6 @@ async def bot_ids(
         assert (await schedule(api, ev["id"], f"call-{i}")).status_code == 200
     await worker.drain()
     return [b.id for b in await all_bots(runtime)]
-
-
-@contextmanager
-def counting_transactions(runtime: Any) -> Iterator[list[str]]:
-    """Records each transaction begun on the engine (SQLite: BEGIN IMMEDIATE)."""
-    begun: list[str] = []
-
-    def on_begin(conn: Any) -> None:
-        begun.append("begin")
-
-    engine = runtime.engine.sync_engine
-    event.listen(engine, "begin", on_begin)
-    try:
-        yield begun
-    finally:
-        event.remove(engine, "begin", on_begin)
 
 
 async def test_a_claimed_batch_launches_with_two_transactions(
@@ -149,13 +132,6 @@ class _FailingGroups(_GroupRecorder):
             self.failed.append(len(attempts))
             raise RuntimeError("group write failed")
         return await super()._write(owner, attempts)
-
-
-async def until(condition: Any) -> None:
-    """Wait for I/O (the launches), not for a schedule: the clock is fake."""
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110 - the condition has no event to wait on
-            await asyncio.sleep(0.01)
 
 
 async def test_outcomes_waiting_together_are_written_as_one_group(

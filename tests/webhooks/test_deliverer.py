@@ -11,13 +11,12 @@ goes away, and the fallbacks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from showup.db.webhook_models import WebhookDelivery, WebhookEndpoint
 from showup.webhooks.delivery import (
@@ -26,6 +25,7 @@ from showup.webhooks.delivery import (
     _GroupRecorder,
     claim_deliveries,
 )
+from tests.support.helpers import counting_transactions, until
 from tests.webhooks.helpers import (
     add_endpoint,
     all_deliveries,
@@ -34,29 +34,6 @@ from tests.webhooks.helpers import (
     endpoint_row,
 )
 from tests.webhooks.support import HOOK_URL, Receiver, Reply, verify_both
-
-
-@contextmanager
-def counting_transactions(runtime: Any) -> Iterator[list[str]]:
-    """Records each transaction begun on the engine (SQLite: BEGIN IMMEDIATE)."""
-    begun: list[str] = []
-
-    def on_begin(conn: Any) -> None:
-        begun.append("begin")
-
-    engine = runtime.engine.sync_engine
-    event.listen(engine, "begin", on_begin)
-    try:
-        yield begun
-    finally:
-        event.remove(engine, "begin", on_begin)
-
-
-async def until(condition: Any) -> None:
-    """Wait for I/O (the POSTs), not for a schedule: the clock is fake."""
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110 - the condition has no event to wait on
-            await asyncio.sleep(0.01)
 
 
 async def _four_messages(runtime: Any, tenant_id: str) -> None:
