@@ -5,9 +5,10 @@ A notification never syncs; it only makes the calendar due (:func:`request_sync`
 - ``next_sync_at`` becomes ``due`` (normally *now*) unless it is already earlier: a burst
   of notifications is one sync, and a notification never delays a sync;
 - ``sync_requested_at`` records the request. Claiming a calendar for a sync clears it
-  (:func:`reset_requests`), so a notification arriving *while* that sync runs leaves it
-  set, and the sync, when it finishes, runs again (:func:`after_sync`). Without this, the
-  finishing sync would overwrite ``next_sync_at`` and the change would wait 24 hours;
+  (the claim's own UPDATE, ``sync/runner.SyncJobs``), so a notification arriving *while*
+  that sync runs leaves it set, and the sync, when it finishes, runs again
+  (:func:`after_sync`). Without this, the finishing sync would overwrite
+  ``next_sync_at`` and the change would wait 24 hours;
 - while ``sync_requested_at`` is set, more notifications change nothing (no write): the
   sync already requested starts after them and sees their changes. This is why rate
   limiting can never lose the final sync.
@@ -143,18 +144,6 @@ async def _failed_since(session: AsyncSession, calendar_id: str, since: datetime
         )
     )
     return bool(found)
-
-
-async def reset_requests(session: AsyncSession, calendar_ids: list[str]) -> None:
-    """The syncs just claimed for ``calendar_ids`` cover every notification until now."""
-    if not calendar_ids:
-        return
-    await session.execute(
-        update(Calendar)
-        .where(Calendar.id.in_(calendar_ids), Calendar.sync_requested_at.is_not(None))
-        .values(sync_requested_at=None)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def request_sync(session: AsyncSession, calendar_id: str, due: datetime) -> bool:

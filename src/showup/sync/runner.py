@@ -205,8 +205,8 @@ class SyncJobs:
                 lease=rt.settings.lease_duration,
                 limit=limit,
                 where=self._where(),
-                # These syncs cover every push notification so far (push/schedule.py,
-                # reset_requests), cleared by the claim's own UPDATE.
+                # These syncs cover every push notification so far (push/schedule.py):
+                # the claim's own UPDATE clears the request.
                 values={"sync_requested_at": None},
             )
             snapshots = await load_snapshots(session, ids) if ids else {}
