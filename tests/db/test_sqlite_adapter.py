@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     delete,
     event,
+    func,
     insert,
     select,
     text,
@@ -183,7 +184,11 @@ def counting_calls(driver: Any) -> list[int]:
     return counting.calls
 
 
-async def test_one_call_per_statement_and_begin_rides_with_the_first(tmp_path: Path) -> None:
+async def test_a_transaction_makes_two_calls_begin_with_the_first_statement_and_commit(
+    tmp_path: Path,
+) -> None:
+    """The first statement carries BEGIN IMMEDIATE to aiosqlite's thread; the others run
+    inline; COMMIT or ROLLBACK goes to the thread again."""
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}")
     sessions = make_sessionmaker(engine)
     try:
@@ -196,35 +201,93 @@ async def test_one_call_per_statement_and_begin_rides_with_the_first(tmp_path: P
             await conn.execute(select(items))  # BEGIN IMMEDIATE + SELECT
             assert calls == [2]
             await conn.execute(insert(items).values(name="a", n=1))
-            assert calls == [3]
             await conn.execute(insert(items), [{"name": f"m{i}"} for i in range(200)])
-            assert calls == [4]
+            assert (await conn.execute(select(func.count()).select_from(items))).scalar() == 201
+            assert calls == [2]  # inline
             await conn.commit()
-            assert calls == [5]
+            assert calls == [3]
             # A transaction that ran nothing costs nothing.
             await conn.begin()
             await conn.commit()
             await conn.begin()
             await conn.rollback()
-            assert calls == [5]
+            assert calls == [3]
             await conn.execute(update(items).values(n=2))
             await conn.rollback()
-            assert calls == [7]
+            assert calls == [5]
             # After a failed statement SQLite is still in the transaction: it rolls back.
             with pytest.raises(IntegrityError):
                 await conn.execute(insert(items).values(name="a"))
+            with pytest.raises(IntegrityError):  # inline, and raised the same way
+                await conn.execute(insert(items).values(name="m1"))
             await conn.rollback()
-            assert calls == [9]
+            assert calls == [7]
             assert (await conn.execute(select(items.c.n).distinct())).all() == [(1,), (None,)]
             await conn.commit()
-        assert calls == [11]
+        assert calls == [9]
         async with sessions() as session:
             await session.execute(update(items).where(items.c.name == "a").values(n=3))
+            await session.execute(update(items).where(items.c.name == "m0").values(n=4))
             await session.commit()
-        assert calls == [13]  # [BEGIN IMMEDIATE +] UPDATE, COMMIT; no rollback on close
+        assert calls == [11]  # [BEGIN IMMEDIATE +] UPDATE, UPDATE inline, COMMIT
         async with sessions() as session:  # read-only, closed without a commit
             await session.execute(select(items).where(items.c.name == "a"))
-        assert calls == [15]  # SELECT, then the pool's ROLLBACK: the lock is released
+        assert calls == [13]  # SELECT, then the pool's ROLLBACK: the lock is released
+    finally:
+        await engine.dispose()
+
+
+async def test_statements_after_the_first_run_on_the_event_loops_thread(tmp_path: Path) -> None:
+    path = tmp_path / "inline.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            driver = (await conn.get_raw_connection()).driver_connection
+            driver._conn.create_function("tid", 0, threading.get_ident)
+        loop_thread = threading.get_ident()
+        async with engine.connect() as conn:
+            first = (await conn.execute(text("SELECT tid()"))).scalar()
+            second = (await conn.execute(text("SELECT tid()"))).scalar()
+            assert not _lock_is_free(path) and not lock_is_free(path)
+            await conn.commit()
+            assert _lock_is_free(path) and lock_is_free(path)
+            third = (await conn.execute(text("SELECT tid()"))).scalar()
+            await conn.rollback()
+        assert first != loop_thread and third == first  # aiosqlite's thread
+        assert second == loop_thread
+    finally:
+        await engine.dispose()
+
+
+async def test_a_cancelled_first_statement_leaves_the_next_one_queued(tmp_path: Path) -> None:
+    """The first statement of a transaction, cancelled while queued on aiosqlite's thread,
+    may still run there: the statements after it must queue behind it, not run inline."""
+    path = tmp_path / "cancelled-inline.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            driver = (await conn.get_raw_connection()).driver_connection
+            driver._conn.create_function("tid", 0, threading.get_ident)
+        adapted: Any = None
+        async with engine.connect() as conn:
+            adapted = (await conn.get_raw_connection()).dbapi_connection
+            gate = threading.Event()
+            driver._tx.put_nowait((None, gate.wait))  # the thread is busy until the gate opens
+            task = asyncio.create_task(conn.execute(insert(items).values(name="x")))
+            for _ in range(20):
+                await asyncio.sleep(0)
+            task.cancel()
+            gate.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not adapted._inline
+            await conn.rollback()
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(items))).all() == []
+            await conn.commit()
+        assert _lock_is_free(path) and lock_is_free(path)
     finally:
         await engine.dispose()
 
