@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from showup.providers import http as provider_http
 from showup.providers.errors import AuthRevoked, Rejected, Transient
 from showup.providers.http import (
     MAX_RETRY_AFTER,
+    decode_json,
+    error_payload,
     json_object,
     parse_retry_after,
     send,
@@ -150,3 +155,65 @@ def test_json_object_rejects_non_objects() -> None:
         json_object(httpx.Response(200, text="<html>bad gateway</html>", request=request))
     with pytest.raises(Transient):
         json_object(httpx.Response(200, json=[1, 2], request=request))
+
+
+# Bodies orjson refuses or reads otherwise than the stdlib, and ordinary ones.
+ODD_BODIES = [
+    b'{"summary":"Caf\xc3\xa9 \xf0\x9f\x98\x80","n":[1,-2,2.5,-0.0,null,true]}',
+    b'{"s":"\\ud800","t":"\\udc00x","ok":"\\ud83d\\ude00"}',  # lone surrogate escapes
+    b'{"big":123456789012345678901234567890}',  # beyond 64 bits: orjson gives a float
+    b'{"neg":-9223372036854775809,"max":18446744073709551615,"min":-9223372036854775808}',
+    b'{"n":9223372036854775807,"in a string":"tel:+1234567890123456789"}',
+    b"\xef\xbb\xbf{}",  # UTF-8 byte order mark
+    '{"a":"\u00e9"}'.encode("utf-16"),
+    b'{"nan":NaN,"inf":-Infinity,"huge":1e400}',
+    b'{"a":1,"a":2}',
+    b" [1] ",
+]
+
+
+def _same(a: object, b: object) -> bool:
+    # == with exact types (1 vs 1.0) and NaN equal to itself.
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        assert isinstance(b, list)
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.mark.parametrize("body", ODD_BODIES)
+def test_decode_json_gives_what_the_stdlib_gives(body: bytes) -> None:
+    assert _same(decode_json(body), json.loads(body))
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"<html>bad gateway</html>", b'{"a":', b'{"a":"\xff"}', b"[1] 2", b"\x00"]
+)
+def test_decode_json_raises_what_the_stdlib_raises(body: bytes) -> None:
+    with pytest.raises(ValueError) as stdlib:
+        json.loads(body)
+    with pytest.raises(ValueError) as ours:
+        decode_json(body)
+    assert type(ours.value) is type(stdlib.value)
+    request = httpx.Request("GET", "https://api.test/x")
+    with pytest.raises(Transient):
+        json_object(httpx.Response(200, content=body, request=request))
+    assert error_payload(httpx.Response(500, content=body, request=request)) == {}
+
+
+def test_ordinary_bodies_do_not_go_through_the_stdlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(body: bytes) -> None:
+        raise AssertionError("stdlib json.loads called")
+
+    monkeypatch.setattr(provider_http.json, "loads", refuse)
+    body = b'{"items":[{"id":"e1","summary":"Caf\xc3\xa9","sequence":2}],"n":123456789012345678}'
+    assert decode_json(body) == {
+        "items": [{"id": "e1", "summary": "Caf\u00e9", "sequence": 2}],
+        "n": 123456789012345678,
+    }

@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from showup.providers.base import TokenSource
 from showup.providers.errors import AuthRevoked, ProviderError, Rejected, Transient
@@ -33,6 +34,11 @@ from showup.providers.errors import AuthRevoked, ProviderError, Rejected, Transi
 MAX_RETRY_AFTER = timedelta(hours=1)
 
 QueryParams = Mapping[str, str | int | bool]
+
+# Bytes to "0" for digits and " " for the rest: a run of 19 zeros after translating marks an
+# integer literal that may not fit 64 bits (or a long digit run inside a string).
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def describe(request: httpx.Request) -> str:
@@ -144,6 +150,24 @@ def _build(
         raise Rejected(f"invalid URL for {method}: {exc}") from exc
 
 
+def decode_json(body: bytes) -> Any:
+    """``json.loads(body)``, made faster by orjson where it gives the same value.
+
+    orjson refuses some input the stdlib accepts (lone surrogate escapes such as
+    ``"\\ud800"``, a UTF-8 BOM, ``NaN``/``Infinity``, numbers beyond a double, other
+    encodings than UTF-8), and reads an integer beyond 64 bits as a float. Such bodies go
+    to ``json.loads``, which also raises for what is not JSON, exactly as before. A body
+    with a run of 19 digits (anywhere, even inside a string: a cheap test, and false alarms
+    only cost speed) goes to ``json.loads`` too, so big integers stay exact ints.
+    """
+    if _LONG_RUN not in body.translate(_DIGITS):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
 def json_object(response: httpx.Response) -> dict[str, Any]:
     """The response body as a JSON object, or :class:`Transient` if it is not one.
 
@@ -151,7 +175,7 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
     for the provider; a retry is the right reaction.
     """
     try:
-        body = json.loads(response.content)
+        body = decode_json(response.content)
     except ValueError as exc:
         raise Transient(
             f"response is not JSON ({describe(response.request)}, {response.status_code})",
@@ -168,7 +192,7 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
 def error_payload(response: httpx.Response) -> dict[str, Any]:
     """Best-effort JSON object of an error response; ``{}`` when there is none."""
     try:
-        body = json.loads(response.content)
+        body = decode_json(response.content)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
