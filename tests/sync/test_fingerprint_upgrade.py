@@ -1,22 +1,25 @@
-"""The first sync after an upgrade from version 1 fingerprints (earlier releases) moves
-``updated_at`` only for what really changed, on both providers and both databases.
+"""The first sync after an upgrade from version 1 or version 2 fingerprints (earlier
+releases) moves ``updated_at`` only for what really changed, on both providers and both
+databases.
 
 The database is turned into one an earlier release wrote: after a sync, every row gets the
-version 1 fingerprint of its event, as that release computed and stored it.
+version 1 (or 2) fingerprint of its event, as that release computed and stored it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from showup.db.models import Event
 from showup.providers import google_normalize, microsoft_normalize
 from showup.providers.base import RemoteEvent
-from showup.sync.plan import FINGERPRINT_VERSION, fingerprint_v1
+from showup.sync.plan import FINGERPRINT_VERSION, fingerprint_v1, fingerprint_v2
 from tests.sync.helpers import all_events
 from tests.sync.test_sync_e2e import ALICE, connect_alice, seed
 
@@ -30,11 +33,22 @@ def _remote(raw: dict[str, Any], platform: str) -> RemoteEvent:
     return ev
 
 
-async def _downgrade_fingerprints(runtime: Any, platform: str) -> int:
+OldFingerprint = Callable[[RemoteEvent], str]
+
+# Each earlier version's fingerprint function, and its fingerprints' prefix.
+OLD_VERSIONS = pytest.mark.parametrize(
+    ("old", "prefix"), [(fingerprint_v1, ""), (fingerprint_v2, "2:")], ids=["v1", "v2"]
+)
+
+
+async def _downgrade_fingerprints(
+    runtime: Any, platform: str, old: OldFingerprint, prefix: str
+) -> int:
     async with runtime.sessions() as session:
         rows = (await session.scalars(select(Event).where(Event.is_deleted.is_(False)))).all()
         for row in rows:
-            row.fingerprint = fingerprint_v1(_remote(row.raw, platform))
+            row.fingerprint = old(_remote(row.raw, platform))
+            assert row.fingerprint.startswith(prefix) and ":" not in row.fingerprint[len(prefix) :]
         await session.commit()
     return len(rows)
 
@@ -44,13 +58,21 @@ async def _fingerprints(runtime: Any) -> list[str]:
         return list((await session.scalars(select(Event.fingerprint))).all())
 
 
+@OLD_VERSIONS
 async def test_full_sync_after_upgrade_refreshes_fingerprints_without_moving_updated_at(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any, platform: str
+    api: httpx.AsyncClient,
+    world: Any,
+    worker: Any,
+    clock: Any,
+    runtime: Any,
+    platform: str,
+    old: OldFingerprint,
+    prefix: str,
 ) -> None:
     ids = seed(world)
     conn, cid = await connect_alice(api, world, platform)
     await worker.drain()
-    assert await _downgrade_fingerprints(runtime, platform) == 13
+    assert await _downgrade_fingerprints(runtime, platform, old, prefix) == 13
     before = {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)}
 
     clock.advance(timedelta(minutes=5))
@@ -81,13 +103,21 @@ async def test_full_sync_after_upgrade_refreshes_fingerprints_without_moving_upd
     assert {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)} == after
 
 
+@OLD_VERSIONS
 async def test_incremental_sync_after_upgrade_updates_what_changed(
-    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any, platform: str
+    api: httpx.AsyncClient,
+    world: Any,
+    worker: Any,
+    clock: Any,
+    runtime: Any,
+    platform: str,
+    old: OldFingerprint,
+    prefix: str,
 ) -> None:
     ids = seed(world)
     conn, cid = await connect_alice(api, world, platform)
     await worker.drain()
-    await _downgrade_fingerprints(runtime, platform)
+    await _downgrade_fingerprints(runtime, platform, old, prefix)
     before = {e["platform_id"]: e for e in await all_events(api, calendar_id=cid)}
 
     clock.advance(timedelta(minutes=5))

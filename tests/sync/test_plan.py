@@ -1,5 +1,6 @@
 """The planner's fingerprints: what moves them, the JSON texts they share with the row, and
-the upgrade from version 1 fingerprints (no prefix) without moving ``updated_at``."""
+the upgrade from version 1 (no prefix) and version 2 fingerprints without moving
+``updated_at``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from showup.sync.plan import (
     event_values,
     fingerprint,
     fingerprint_v1,
+    fingerprint_v2,
     plan_page,
 )
 
@@ -62,6 +64,29 @@ def with_raw(**changes: Any) -> RemoteEvent:
 def test_fingerprint_v1_is_what_earlier_releases_stored() -> None:
     # Computed with the fingerprint function of releases before version 2 (commit e15b9bb).
     assert fingerprint_v1(event()) == "0beb60b743912033cefebe96fbffef01"
+
+
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = ["\u00e9"]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def odd_event() -> RemoteEvent:
+    # What orjson cannot encode: a lone surrogate, an integer beyond 64 bits.
+    return with_raw(
+        description="\u00e9\ud800 \U0001f600",
+        big=2**70,
+        f=1.5,
+        nested={"b": [1, None, True], "a": "x"},
+    )
+
+
+def test_fingerprint_v2_is_what_earlier_releases_stored() -> None:
+    # Computed with the fingerprint function of releases before version 3 (commit 1c8f16f).
+    assert fingerprint_v2(event()) == "2:345076a0e7be54a58e78e0eb7108ab5a"
+    assert fingerprint_v2(odd_event()) == "2:5aa854e6b184777260a027e458380cf9"
 
 
 def test_fingerprint_carries_its_version() -> None:
@@ -112,13 +137,30 @@ def test_provider_bookkeeping_and_key_order_do_not() -> None:
         {"etag": '"1"', "updated": "u", "sequence": 0, "@odata.etag": 'W/"x"', "changeKey": "k"},
         {"id": "x", "nested": {"b": [1, 2.5, None, True], "a": "\u00e9\ud800"}},
         {"id": "x", "sequence": 1, "etag": {"odd": ["but", "json"]}, "summary": 'q"\\'},
+        {"id": "x", "summary": "Caf\u00e9 \u4f1a\u8b70 \U0001f600", "n": -(2**63), "m": 2**64 - 1},
+        {"id": "x", "big": 2**64, "etag": '"\ud800"', "updated": -(2**70), "f": [0.1, -0.0, 1e300]},
+        {"id": "x", "sequence": 2**80, "summary": "\u00e9"},
+        {"id": "x", "deep": nested(300)},  # deeper than orjson writes
     ],
 )
 def test_raw_text_is_the_payload(raw: dict[str, Any]) -> None:
     enc = encode(event(raw=raw))
     assert isinstance(enc.raw, JSONText)
-    assert json.loads(enc.raw.text) == raw
-    assert enc.raw.text.isascii()  # as SQLAlchemy's JSON columns write it
+    decoded = json.loads(enc.raw.text)
+    assert decoded == raw
+    assert json.dumps(decoded, sort_keys=True) == json.dumps(raw, sort_keys=True)  # int stays int
+    enc.raw.text.encode("utf-8")  # storable: no lone surrogate in the text itself
+
+
+def test_raw_text_keeps_non_ascii_as_utf8_when_it_can() -> None:
+    enc = encode(event())
+    assert "Zoom call \u00e9" in enc.raw.text  # UTF-8 text, no \u escape
+    # What orjson refuses falls back to the stdlib's ASCII-escaped text, whole.
+    odd = encode(odd_event())
+    assert odd.raw.text.isascii() and "\\ud800" in odd.raw.text
+    assert json.loads(odd.raw.text) == odd_event().raw
+    assert odd.fingerprint == fingerprint(odd_event())  # the fallback is deterministic too
+    assert odd.fingerprint != fingerprint(with_raw(description="\u00e9\ud801 \U0001f600"))
 
 
 def test_attendees_text_is_the_attendees() -> None:
@@ -170,11 +212,37 @@ def test_version_1_fingerprint_of_the_same_content_is_only_refreshed() -> None:
 def test_version_1_fingerprint_of_changed_content_is_an_update() -> None:
     stored = {"evt1": Stored("id1", fingerprint_v1(event()), False)}
     [action] = plan_page(page(with_raw(description="new agenda")), stored, WINDOW)
-    assert isinstance(action, Update) and action.values["fingerprint"].startswith("2:")
+    assert isinstance(action, Update)
+    assert action.values["fingerprint"] == fingerprint(with_raw(description="new agenda"))
+
+
+@pytest.mark.parametrize("ev", [event(), odd_event()])
+def test_version_2_fingerprint_of_the_same_content_is_only_refreshed(ev: RemoteEvent) -> None:
+    stored = {"evt1": Stored("id1", fingerprint_v2(ev), False)}
+    assert fingerprint_v2(ev) != fingerprint(ev)
+    bumped = dataclasses.replace(ev, raw={**ev.raw, "etag": '"2"', "updated": "later"})
+    actions = plan_page(page(bumped), stored, WINDOW)
+    assert actions == [Refresh("id1", fingerprint(ev))]
+    stored = {"evt1": Stored("id1", actions[0].fingerprint, False)}  # type: ignore[union-attr]
+    assert plan_page(page(ev), stored, WINDOW) == []
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        with_raw(description="new agenda"),
+        event(title="Renamed"),
+        event(attendees=(Attendee("a@example.com", "A", "declined", True, True),)),
+    ],
+)
+def test_version_2_fingerprint_of_changed_content_is_an_update(changed: RemoteEvent) -> None:
+    stored = {"evt1": Stored("id1", fingerprint_v2(event()), False)}
+    [action] = plan_page(page(changed), stored, WINDOW)
+    assert isinstance(action, Update) and action.values["fingerprint"] == fingerprint(changed)
 
 
 def test_deleted_rows_come_back_whatever_their_fingerprint() -> None:
-    for fp in (fingerprint_v1(event()), fingerprint(event())):
+    for fp in (fingerprint_v1(event()), fingerprint_v2(event()), fingerprint(event())):
         [action] = plan_page(page(event()), {"evt1": Stored("id1", fp, True)}, WINDOW)
         assert isinstance(action, Update) and action.values["is_deleted"] is False
 

@@ -20,11 +20,14 @@ only when it changes (DESIGN, issue 2). The payload's JSON text is made once per
 (:func:`encode`) and serves twice: it is hashed, and it is what the ``raw`` column stores
 (:class:`~showup.db.types.JSONText`); likewise the attendees' JSON.
 
-Fingerprints carry their version as a prefix (``"2:" + hex``). Version 1 (no prefix, 32
-hex digits) hashed another serialization of the same fields. A row stored with an older
-version is compared by recomputing that version's fingerprint from the remote event: equal
-means nothing visible changed, and the row only gets the current fingerprint (Refresh,
-``updated_at`` stays), so the first sync after an upgrade does not rewrite every event.
+Fingerprints carry their version as a prefix (``"3:" + hex``). Earlier versions hashed
+other serializations of the same fields: version 1 (no prefix, 32 hex digits) a JSON object
+with blake2b, version 2 (``"2:"``) the stdlib's ASCII-escaped JSON texts, where version 3
+hashes orjson's UTF-8 texts. A row stored with an older version is compared by recomputing
+that version's fingerprint from the remote event (:func:`fingerprint_v1`,
+:func:`fingerprint_v2`): equal means nothing visible changed, and the row only gets the
+current fingerprint (Refresh, ``updated_at`` stays), so the first sync after an upgrade
+does not rewrite every event.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import encode_basestring_ascii
 from typing import Any
+
+import orjson
 
 from showup.db.types import JSONText
 from showup.providers.base import Attendee, ChangePage, RemoteEvent, SyncWindow
@@ -44,18 +48,31 @@ _VOLATILE_RAW_KEYS = frozenset(
     {"etag", "updated", "sequence", "@odata.etag", "changeKey", "lastModifiedDateTime"}
 )
 
-_VOLATILE_ORDER = tuple(sorted(_VOLATILE_RAW_KEYS))
-
-FINGERPRINT_VERSION = "2"
+FINGERPRINT_VERSION = "3"
 _PREFIX = FINGERPRINT_VERSION + ":"
 
-# Sorted keys: the same object always gives the same text, whatever order the provider
-# sent its keys in (a reordering is not a change a user can see). ASCII-only output, as
-# SQLAlchemy's JSON columns write it: a lone surrogate from a "\ud800" escape stays
-# encodable.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-_compact = json.JSONEncoder(separators=(",", ":")).encode
-_esc = encode_basestring_ascii
+# Version 2's encoders (the stdlib's, ASCII-only output as SQLAlchemy's JSON columns write
+# it). Version 3 falls back to the first for what orjson cannot encode.
+_canonical_v2 = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_compact_v2 = json.JSONEncoder(separators=(",", ":")).encode
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+
+
+def _canonical(value: Any) -> bytes:
+    """Compact JSON of ``value`` with sorted keys: the same object always gives the same
+    text, whatever order the provider sent its keys in (a reordering is not a change a user
+    can see). orjson's UTF-8; for what orjson refuses (a lone surrogate from a ``"\ud800"``
+    escape, an integer beyond 64 bits, nesting past its depth limit) the stdlib's
+    ASCII-escaped text, which stays encodable. Either way it is a function of the value.
+
+    One difference from the stdlib remains: orjson writes a NaN or infinite float as
+    ``null`` (valid JSON, which PostgreSQL accepts; the stdlib's ``NaN`` is not). Only a
+    body that orjson refused to decode can hold one (``http.decode_json``).
+    """
+    try:
+        return orjson.dumps(value, option=_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _canonical_v2(value).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,39 +133,14 @@ def _attendee_json(attendee: Attendee) -> str:
         return hit[1]
     if len(_ATTENDEE_JSON) >= _ATTENDEE_JSON_MAX:
         _ATTENDEE_JSON.clear()
-    text = _compact(attendee.as_dict())
+    text = _canonical(attendee.as_dict()).decode()
     _ATTENDEE_JSON[id(attendee)] = (attendee, text)
     return text
 
 
-def _volatile_json(raw: dict[str, Any], keys: frozenset[str]) -> str:
-    """``"k":v`` pairs of the bookkeeping keys, in a fixed order (they are not hashed)."""
-    parts = []
-    for key in _VOLATILE_ORDER:
-        if key in keys:
-            value = raw[key]
-            kind = type(value)
-            text = _esc(value) if kind is str else str(value) if kind is int else _compact(value)
-            parts.append(f"{_esc(key)}:{text}")
-    return ",".join(parts)
-
-
-def encode(ev: RemoteEvent) -> Encoded:
-    raw = ev.raw
-    volatile = _VOLATILE_RAW_KEYS.intersection(raw)
-    if volatile:
-        stable = dict(raw)
-        for key in volatile:
-            del stable[key]
-        stable_text = _canonical(stable)
-        # Bookkeeping goes after the rest, in the same object: the same JSON value as raw.
-        sep = "," if len(stable_text) > 2 else ""
-        raw_text = f"{stable_text[:-1]}{sep}{_volatile_json(raw, volatile)}}}"
-    else:
-        stable_text = raw_text = _canonical(raw)
-    attendees_text = "[" + ",".join([_attendee_json(a) for a in ev.attendees]) + "]"
+def _derived(ev: RemoteEvent) -> str:
     # repr of a tuple of str/None/bool: unambiguous and the same in every process.
-    derived = repr(
+    return repr(
         (
             ev.title,
             ev.start_time.isoformat(),
@@ -162,10 +154,31 @@ def encode(ev: RemoteEvent) -> Encoded:
             ev.recurring_event_id,
         )
     )
-    # The three parts cannot run into each other: each ends where its syntax says.
-    blob = f"{derived}\n{attendees_text}\n{stable_text}"
-    digest = hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return Encoded(_PREFIX + digest, JSONText(raw_text), JSONText(attendees_text))
+
+
+def encode(ev: RemoteEvent) -> Encoded:
+    raw = ev.raw
+    volatile = _VOLATILE_RAW_KEYS.intersection(raw)
+    if volatile:
+        stable = dict(raw)
+        for key in volatile:
+            del stable[key]
+        stable_json = _canonical(stable)
+        # Bookkeeping goes after the rest, in the same object: the same JSON value as raw.
+        # Sorted keys put it in a fixed order; it is not hashed.
+        volatile_json = _canonical({key: raw[key] for key in volatile})
+        sep = b"," if len(stable_json) > 2 else b""
+        raw_json = stable_json[:-1] + sep + volatile_json[1:]
+    else:
+        stable_json = raw_json = _canonical(raw)
+    attendees_text = "[" + ",".join([_attendee_json(a) for a in ev.attendees]) + "]"
+    # The three parts cannot run into each other: each ends where its syntax says. A title
+    # may hold a lone surrogate (from a "\ud800" escape); the JSON texts are valid UTF-8.
+    blob = b"\n".join(
+        (_derived(ev).encode("utf-8", "surrogatepass"), attendees_text.encode(), stable_json)
+    )
+    digest = hashlib.sha256(blob).hexdigest()[:32]
+    return Encoded(_PREFIX + digest, JSONText(raw_json.decode()), JSONText(attendees_text))
 
 
 def fingerprint(ev: RemoteEvent) -> str:
@@ -194,10 +207,22 @@ def fingerprint_v1(ev: RemoteEvent) -> str:
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
+def fingerprint_v2(ev: RemoteEvent) -> str:
+    """Version 2's fingerprint (stored by releases before version 3: the same parts as
+    :func:`encode` hashes, serialized by the stdlib), to recognise rows whose visible content
+    has not changed since. Kept only for that comparison."""
+    stable = {k: v for k, v in ev.raw.items() if k not in _VOLATILE_RAW_KEYS}
+    attendees_text = _compact_v2([a.as_dict() for a in ev.attendees])
+    blob = f"{_derived(ev)}\n{attendees_text}\n{_canonical_v2(stable)}"
+    return "2:" + hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def _same_as_stored(ev: RemoteEvent, stored_fp: str) -> bool:
     """For a stored fingerprint of another version: did nothing visible change?"""
     if ":" not in stored_fp:
         return fingerprint_v1(ev) == stored_fp
+    if stored_fp.startswith("2:"):
+        return fingerprint_v2(ev) == stored_fp
     return False  # an unknown (newer or corrupt) version: rewrite the row to be safe
 
 
