@@ -67,8 +67,15 @@ from showup.push import schedule as push_schedule
 from showup.runtime import Runtime
 from showup.security.vault import Vault
 from showup.sync import announce
-from showup.sync.apply import Applied, apply_actions, load_stored, mark_deleted
-from showup.sync.plan import Encoded, Stored, encode_page, overlaps, plan_page
+from showup.sync.apply import (
+    Applied,
+    PreparedInserts,
+    apply_actions,
+    load_stored,
+    mark_deleted,
+    prepare_inserts,
+)
+from showup.sync.plan import Action, Encoded, Stored, encode_page, overlaps, plan_page
 from showup.sync.tokens import CalendarTokens
 
 log = logging.getLogger("showup.sync")
@@ -241,6 +248,17 @@ def _watch_writes(session: AsyncSession, tables: set[str]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class _PageWork:
+    """A page and what was made of it before its transaction (CalendarSync._prepare)."""
+
+    page: ChangePage
+    encoded: dict[str, Encoded]
+    # Planned ahead only when the calendar had no stored events (nothing to look up).
+    actions: list[Action] | None = None
+    prepared: PreparedInserts | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Finish:
     """How the sync ends, applied with the last page of its last round."""
 
@@ -393,17 +411,18 @@ class CalendarSync:
                 seen.update(e.platform_id for e in page.upserts)
             if page.is_last:
                 new_cursor = page.next_cursor
-            # Encoded before the transaction: its CPU stays outside SQLite's write lock.
-            encoded = encode_page(page)
+            # Encoded (and, with nothing stored, planned) before the transaction: that CPU
+            # stays outside SQLite's write lock.
+            work = self._prepare(snap, page, window)
             if page.is_last and finish is not None:
                 await self._last_page(
-                    snap, (page, encoded), window, seen if unseen else None, finish, new_cursor
+                    snap, work, window, seen if unseen else None, finish, new_cursor
                 )
                 return new_cursor
             async with self._transaction() as session:
                 await self._heartbeat(session)
                 now = self.rt.clock.now()
-                applied = await self._apply(session, snap, page, encoded, window, now)
+                applied = await self._apply(session, snap, work, window, now)
                 await self._changed(session, snap, applied, [], now)
         if finish is not None:  # the round ended without a last page: end the sync anyway
             await self._last_page(snap, None, window, seen if unseen else None, finish, new_cursor)
@@ -412,7 +431,7 @@ class CalendarSync:
     async def _last_page(
         self,
         snap: Snapshot,
-        page: tuple[ChangePage, dict[str, Encoded]] | None,
+        page: _PageWork | None,
         window: SyncWindow,
         seen: set[str] | None,
         finish: _Finish,
@@ -421,7 +440,7 @@ class CalendarSync:
         async with self._transaction() as session:
             cal = await self._fence(session)
             now = self.rt.clock.now()
-            applied = await self._apply(session, snap, *page, window, now) if page else None
+            applied = await self._apply(session, snap, page, window, now) if page else None
             gone = (
                 await self._delete_unseen(session, snap, window, seen, now)
                 if seen is not None
@@ -431,27 +450,50 @@ class CalendarSync:
             await self._finish(session, cal, finish, finish.cursor or cursor, now)
         self._synced(cal)
 
+    def _prepare(self, snap: Snapshot, page: ChangePage, window: SyncWindow) -> _PageWork:
+        """What can be made of ``page`` before its transaction: the events' JSON and
+        fingerprints, and, when the calendar has no stored events to plan against, the
+        plan and its insert rows."""
+        encoded = encode_page(page)
+        if self.stored:
+            return _PageWork(page, encoded)
+        actions = plan_page(page, {}, window, encoded)
+        prepared = prepare_inserts(
+            actions,
+            tenant_id=snap.tenant_id,
+            calendar_id=snap.id,
+            dialect=self.rt.engine.dialect.name,
+        )
+        return _PageWork(page, encoded, actions, prepared)
+
     async def _apply(
         self,
         session: AsyncSession,
         snap: Snapshot,
-        page: ChangePage,
-        encoded: dict[str, Encoded],
+        work: _PageWork,
         window: SyncWindow,
         now: datetime,
     ) -> Applied | None:
-        stored: dict[str, Stored] = {}
-        if self.stored:
-            stored = await load_stored(
-                session,
-                snap.id,
-                [e.platform_id for e in page.upserts] + [d.platform_id for d in page.deletions],
-            )
-        actions = plan_page(page, stored, window, encoded)
+        page = work.page
+        actions = work.actions
+        if actions is None:
+            stored: dict[str, Stored] = {}
+            if self.stored:
+                stored = await load_stored(
+                    session,
+                    snap.id,
+                    [e.platform_id for e in page.upserts] + [d.platform_id for d in page.deletions],
+                )
+            actions = plan_page(page, stored, window, work.encoded)
         if not actions:
             return None
         applied = await apply_actions(
-            session, actions, tenant_id=snap.tenant_id, calendar_id=snap.id, now=now
+            session,
+            actions,
+            tenant_id=snap.tenant_id,
+            calendar_id=snap.id,
+            now=now,
+            prepared=work.prepared,
         )
         self.outcome.add(applied)
         if applied.inserted:
