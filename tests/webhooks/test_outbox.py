@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
-from showup.db.webhook_models import WebhookDelivery, WebhookMessage
+from showup.db.webhook_models import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from showup.tenants import create_tenant
 from showup.webhooks.endpoints import create_endpoint, disable_endpoint
 from showup.webhooks.outbox import (
@@ -169,3 +171,122 @@ async def test_create_endpoint_seals_the_secret(runtime: Any, tenant: Any) -> No
     assert created.secret.startswith("whsec_")
     assert created.secret.encode() not in created.endpoint.secret_enc
     assert runtime.vault.open(tenant.tenant_id, created.endpoint.secret_enc) == created.secret
+
+
+async def _targets(runtime: Any, session: Any, tenant_id: str) -> set[str]:
+    """The endpoints a ``bot.scheduled`` enqueued now in ``session`` goes to."""
+    msg_id = await enqueue(
+        session,
+        tenant_id=tenant_id,
+        event_type=BOT_SCHEDULED,
+        data={"bot_id": "b"},
+        now=runtime.clock.now(),
+    )
+    if msg_id is None:
+        return set()
+    rows = await session.scalars(
+        select(WebhookDelivery.endpoint_id).where(WebhookDelivery.message_id == msg_id)
+    )
+    return {r for r in rows if r is not None}
+
+
+@contextmanager
+def endpoint_reads(runtime: Any) -> Iterator[list[str]]:
+    """The statements that read the webhook_endpoints table."""
+    seen: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        statement = args[2]
+        if statement.lstrip().upper().startswith("SELECT") and "webhook_endpoints" in statement:
+            seen.append(statement)
+
+    engine = runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+
+
+async def test_one_transaction_reads_the_endpoints_once(
+    runtime: Any, tenant: Any, api: httpx.AsyncClient
+) -> None:
+    """A first sync announces twice in one transaction; the endpoints are read once, and
+    each message still goes to the endpoints whose filter admits it."""
+    every, _ = await add_endpoint(api)
+    calendars_only, _ = await add_endpoint(api, event_types=[CALENDAR_SYNC_EVENTS])
+    async with runtime.sessions() as session:
+        other = await create_tenant(session, runtime.clock, "Other")
+        await session.commit()
+    with endpoint_reads(runtime) as reads:
+        async with runtime.sessions() as session:
+            assert await _targets(runtime, session, tenant.tenant_id) == {every}
+            synced = await enqueue(
+                session,
+                tenant_id=tenant.tenant_id,
+                event_type=CALENDAR_SYNC_EVENTS,
+                data={"calendar_id": "c"},
+                now=runtime.clock.now(),
+            )
+            assert len(reads) == 1
+            assert await _targets(runtime, session, other.tenant_id) == set()
+            assert len(reads) == 2  # another tenant: its own read
+            await session.commit()
+        async with runtime.sessions() as session:
+            assert await _targets(runtime, session, tenant.tenant_id) == {every}
+            await session.commit()
+        assert len(reads) == 3  # a new transaction reads again
+    deliveries = await all_deliveries(runtime)
+    assert {d.endpoint_id for d in deliveries if d.message_id == synced} == {
+        every,
+        calendars_only,
+    }
+
+
+async def test_endpoints_written_in_the_transaction_are_seen(
+    runtime: Any, tenant: Any, api: httpx.AsyncClient
+) -> None:
+    first, _ = await add_endpoint(api)
+    now = runtime.clock.now()
+    async with runtime.sessions() as session:
+        assert await _targets(runtime, session, tenant.tenant_id) == {first}
+        created = await create_endpoint(
+            session,
+            runtime.vault,
+            tenant_id=tenant.tenant_id,
+            url=HOOK_URL + "/2",
+            event_types=None,
+            description=None,
+            now=now,
+        )
+        second = created.endpoint.id
+        assert await _targets(runtime, session, tenant.tenant_id) == {first, second}
+        ep = await session.get(WebhookEndpoint, first)
+        assert ep is not None
+        await disable_endpoint(session, ep, reason="test", now=now)
+        assert await _targets(runtime, session, tenant.tenant_id) == {second}
+        await session.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == first).values(disabled=False)
+        )
+        assert await _targets(runtime, session, tenant.tenant_id) == {first, second}
+        await session.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == first).values(disabled=True)
+        )
+        assert await _targets(runtime, session, tenant.tenant_id) == {second}
+        # Rolled back to a savepoint: the endpoint created there is no target any more.
+        nested = await session.begin_nested()
+        third = (
+            await create_endpoint(
+                session,
+                runtime.vault,
+                tenant_id=tenant.tenant_id,
+                url=HOOK_URL + "/3",
+                event_types=None,
+                description=None,
+                now=now,
+            )
+        ).endpoint.id
+        assert await _targets(runtime, session, tenant.tenant_id) == {second, third}
+        await nested.rollback()
+        assert await _targets(runtime, session, tenant.tenant_id) == {second}
+        await session.commit()

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction, object_session
 
 from showup.db.webhook_models import (
     WebhookDelivery,
@@ -67,6 +68,76 @@ def matches(filter_types: list[str] | None, event_type: str) -> bool:
     return filter_types is None or event_type in filter_types
 
 
+# The tenants' enabled endpoints read by ``enqueue`` in the session's current transaction,
+# so that the announcements of one transaction (a first sync's ``calendar.update`` and
+# ``calendar.sync_events``) read them once: in session.info, with the transaction they
+# were read in. Dropped when the session's transaction or a savepoint of it ends, and when
+# the session writes an endpoint (a flush, or an INSERT, UPDATE or DELETE statement); the
+# transaction check below also covers a session whose events did not fire. (On
+# PostgreSQL, READ COMMITTED, a later announcement of the same transaction no longer sees
+# an endpoint another transaction committed meanwhile: as if it had been created after.)
+_ENDPOINTS = "showup.webhooks.outbox.endpoints"
+
+_Endpoints = list[tuple[str, list[str] | None]]
+
+
+def _forget_endpoints(session: Session) -> None:
+    session.info.pop(_ENDPOINTS, None)
+
+
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    # Not for the subtransaction each flush opens and closes (it neither commits nor
+    # rolls back anything of its own).
+    if transaction.parent is None or transaction.nested:
+        _forget_endpoints(session)
+
+
+def _endpoint_written(_mapper: Mapper[Any], _connection: Any, target: WebhookEndpoint) -> None:
+    session = object_session(target)
+    if session is not None:
+        _forget_endpoints(session)
+
+
+def _statement_written(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if table is None or getattr(table, "name", None) == _TABLE:
+            _forget_endpoints(state.session)
+
+
+_TABLE = WebhookEndpoint.__tablename__
+event.listen(Session, "after_transaction_end", _transaction_ended)
+event.listen(Session, "do_orm_execute", _statement_written)
+for _write in ("after_insert", "after_update", "after_delete"):
+    event.listen(WebhookEndpoint, _write, _endpoint_written)
+
+
+async def _endpoints(session: AsyncSession, tenant_id: str) -> _Endpoints:
+    """``(id, event_types)`` of the tenant's enabled endpoints, read once per transaction."""
+    sync = session.sync_session
+    transaction: SessionTransaction | None = sync.get_transaction()
+    cached = sync.info.get(_ENDPOINTS)
+    if cached is not None and cached[0] is transaction and tenant_id in cached[1]:
+        found: _Endpoints = cached[1][tenant_id]
+        return found
+    rows = await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+            WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.disabled.is_(False)
+        )
+    )
+    found = [(ep_id, types) for ep_id, types in rows.all()]
+    # The transaction the SELECT ran in (it began one if none was open).
+    transaction = sync.get_transaction()
+    if transaction is not None:
+        by_tenant: dict[str, _Endpoints] = {}
+        if cached is not None and cached[0] is transaction:
+            by_tenant = cached[1]
+        else:
+            sync.info[_ENDPOINTS] = (transaction, by_tenant)
+        by_tenant[tenant_id] = found
+    return found
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -92,12 +163,8 @@ async def enqueue(
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
-    rows = await session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-            WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.disabled.is_(False)
-        )
-    )
-    endpoint_ids = [ep_id for ep_id, types in rows.all() if matches(types, event_type)]
+    endpoints = await _endpoints(session, tenant_id)
+    endpoint_ids = [ep_id for ep_id, types in endpoints if matches(types, event_type)]
     if not endpoint_ids and calendar_webhook_url is None:
         return None
     payload = envelope(event_type, data, now)
