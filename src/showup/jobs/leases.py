@@ -35,7 +35,12 @@ async def claim_due(
 
     ``model`` must have ``id``, ``lease_owner`` and ``lease_expires_at`` columns; ``values``
     are set on the claimed rows by the same UPDATE as the lease. The caller commits,
-    which is when the claim becomes visible to other workers.
+    which is when the claim becomes visible to other workers. The ids come in due order.
+
+    On SQLite, whose transactions each hold the database's one write lock (nothing can
+    claim between our SELECT and UPDATE), both are one statement, ``UPDATE … WHERE id IN
+    (SELECT … LIMIT n) RETURNING``: a statement less per claim. PostgreSQL keeps the two,
+    so that ``FOR UPDATE SKIP LOCKED`` locks exactly the rows it returns.
     """
     if limit <= 0:
         return []
@@ -51,15 +56,30 @@ async def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    claimed = {"lease_owner": owner, "lease_expires_at": now + lease, **(values or {})}
+    if _single_writer(session) and due_col.key not in claimed:
+        rows = await session.execute(
+            update(model)
+            .where(model.id.in_(q.scalar_subquery()))
+            .values(**claimed)
+            .returning(model.id, due_col)
+            .execution_options(synchronize_session=False)
+        )
+        # RETURNING promises no order: the SELECT's (due time; ties in any order).
+        return [row_id for row_id, _ in sorted(rows.all(), key=lambda row: row[1])]
     ids = list((await session.scalars(q)).all())
     if ids:
         await session.execute(
             update(model)
             .where(model.id.in_(ids))
-            .values(lease_owner=owner, lease_expires_at=now + lease, **(values or {}))
+            .values(**claimed)
             .execution_options(synchronize_session=False)
         )
     return ids
+
+
+def _single_writer(session: AsyncSession) -> bool:
+    return session.sync_session.get_bind().dialect.name == "sqlite"
 
 
 async def next_due(
