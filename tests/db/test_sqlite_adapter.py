@@ -5,8 +5,10 @@ SQLAlchemy's stock aiosqlite adapter does (checked side by side against it)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import inspect
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -184,11 +186,9 @@ def counting_calls(driver: Any) -> list[int]:
     return counting.calls
 
 
-async def test_a_transaction_makes_two_calls_begin_with_the_first_statement_and_commit(
-    tmp_path: Path,
-) -> None:
-    """The first statement carries BEGIN IMMEDIATE to aiosqlite's thread; the others run
-    inline; COMMIT or ROLLBACK goes to the thread again."""
+async def test_an_uncontended_transaction_makes_one_call_its_commit(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE and the statements run inline when the write lock is free; COMMIT
+    or ROLLBACK goes to aiosqlite's thread."""
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}")
     sessions = make_sessionmaker(engine)
     try:
@@ -199,45 +199,86 @@ async def test_a_transaction_makes_two_calls_begin_with_the_first_statement_and_
         assert calls == [1]  # the COMMIT; returned to the pool without a rollback call
         async with engine.connect() as conn:
             await conn.execute(select(items))  # BEGIN IMMEDIATE + SELECT
-            assert calls == [2]
             await conn.execute(insert(items).values(name="a", n=1))
             await conn.execute(insert(items), [{"name": f"m{i}"} for i in range(200)])
             assert (await conn.execute(select(func.count()).select_from(items))).scalar() == 201
-            assert calls == [2]  # inline
+            assert calls == [1]  # inline
             await conn.commit()
-            assert calls == [3]
+            assert calls == [2]
             # A transaction that ran nothing costs nothing.
             await conn.begin()
             await conn.commit()
             await conn.begin()
             await conn.rollback()
-            assert calls == [3]
+            assert calls == [2]
             await conn.execute(update(items).values(n=2))
             await conn.rollback()
-            assert calls == [5]
+            assert calls == [3]
             # After a failed statement SQLite is still in the transaction: it rolls back.
             with pytest.raises(IntegrityError):
                 await conn.execute(insert(items).values(name="a"))
-            with pytest.raises(IntegrityError):  # inline, and raised the same way
+            with pytest.raises(IntegrityError):
                 await conn.execute(insert(items).values(name="m1"))
             await conn.rollback()
-            assert calls == [7]
+            assert calls == [4]
             assert (await conn.execute(select(items.c.n).distinct())).all() == [(1,), (None,)]
             await conn.commit()
-        assert calls == [9]
+            # The busy timeout, set to 0 for each inline BEGIN, is back.
+            busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+            await conn.commit()
+        assert busy == SQLITE_WAIT * 1000
+        assert calls == [6]
         async with sessions() as session:
             await session.execute(update(items).where(items.c.name == "a").values(n=3))
             await session.execute(update(items).where(items.c.name == "m0").values(n=4))
             await session.commit()
-        assert calls == [11]  # [BEGIN IMMEDIATE +] UPDATE, UPDATE inline, COMMIT
+        assert calls == [7]  # the COMMIT
         async with sessions() as session:  # read-only, closed without a commit
             await session.execute(select(items).where(items.c.name == "a"))
-        assert calls == [13]  # SELECT, then the pool's ROLLBACK: the lock is released
+        assert calls == [8]  # the pool's ROLLBACK: the lock is released
+        assert lock_is_free(tmp_path / "calls.db")
     finally:
         await engine.dispose()
 
 
-async def test_statements_after_the_first_run_on_the_event_loops_thread(tmp_path: Path) -> None:
+async def test_a_begin_that_must_wait_waits_on_the_thread_not_the_loop(tmp_path: Path) -> None:
+    """Another writer holds SQLite's write lock (without our lock file, as the sqlite3
+    shell would): the inline BEGIN gives up at once and the statement waits on aiosqlite's
+    thread, in SQLite's busy handler, while the event loop goes on."""
+    path = tmp_path / "wait.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            driver = (await conn.get_raw_connection()).driver_connection
+            calls = counting_calls(driver)
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, lambda: other.execute("ROLLBACK")).start()
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(insert(items).values(name="a"))
+                assert calls == [2]  # the COMMIT above, then this statement with BEGIN
+                await conn.commit()
+        finally:
+            ticking.cancel()
+        assert ticks >= 10  # the loop ran while the statement waited about 0.3 s
+        assert _lock_is_free(path) and lock_is_free(path)
+    finally:
+        other.close()
+        await engine.dispose()
+
+
+async def test_an_uncontended_transaction_runs_on_the_event_loops_thread(tmp_path: Path) -> None:
     path = tmp_path / "inline.db"
     engine = make_engine(f"sqlite+aiosqlite:///{path}")
     try:
@@ -254,40 +295,8 @@ async def test_statements_after_the_first_run_on_the_event_loops_thread(tmp_path
             assert _lock_is_free(path) and lock_is_free(path)
             third = (await conn.execute(text("SELECT tid()"))).scalar()
             await conn.rollback()
-        assert first != loop_thread and third == first  # aiosqlite's thread
-        assert second == loop_thread
-    finally:
-        await engine.dispose()
-
-
-async def test_a_cancelled_first_statement_leaves_the_next_one_queued(tmp_path: Path) -> None:
-    """The first statement of a transaction, cancelled while queued on aiosqlite's thread,
-    may still run there: the statements after it must queue behind it, not run inline."""
-    path = tmp_path / "cancelled-inline.db"
-    engine = make_engine(f"sqlite+aiosqlite:///{path}")
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            driver = (await conn.get_raw_connection()).driver_connection
-            driver._conn.create_function("tid", 0, threading.get_ident)
-        adapted: Any = None
-        async with engine.connect() as conn:
-            adapted = (await conn.get_raw_connection()).dbapi_connection
-            gate = threading.Event()
-            driver._tx.put_nowait((None, gate.wait))  # the thread is busy until the gate opens
-            task = asyncio.create_task(conn.execute(insert(items).values(name="x")))
-            for _ in range(20):
-                await asyncio.sleep(0)
-            task.cancel()
-            gate.set()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            assert not adapted._inline
-            await conn.rollback()
-        async with engine.connect() as conn:
-            assert (await conn.execute(select(items))).all() == []
-            await conn.commit()
-        assert _lock_is_free(path) and lock_is_free(path)
+        assert first == second == third == loop_thread
+        assert driver._thread.ident != loop_thread
     finally:
         await engine.dispose()
 
@@ -372,15 +381,21 @@ async def test_a_failed_begin_is_tried_again_by_the_next_statement(tmp_path: Pat
 @pytest.mark.parametrize("make", [stock_engine, make_engine], ids=["stock", "ours"])
 async def test_a_statement_cancelled_in_the_queue_is_rolled_back(tmp_path: Path, make: Any) -> None:
     """A cancelled statement may still run once aiosqlite's thread gets to it; the
-    connection's rollback then comes after it, and so ends its transaction."""
+    connection's rollback then comes after it, and so ends its transaction. Ours: nothing
+    of that connection runs inline (on the loop's thread) meanwhile."""
     path = tmp_path / "cancel.db"
     engine = make(f"sqlite+aiosqlite:///{path}")
+    held = os.open(f"{path}{sqlite_adapter.LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
-            driver = (await conn.get_raw_connection()).driver_connection
+            raw = await conn.get_raw_connection()
+            driver, adapted = raw.driver_connection, raw.dbapi_connection
+        # Ours: the writer lock taken elsewhere, so that the BEGIN cannot run inline and
+        # the statement is queued on the thread, which is busy until the gate opens.
+        fcntl.flock(held, fcntl.LOCK_EX)
         gate = threading.Event()
-        driver._tx.put_nowait((None, gate.wait))  # the thread is busy until the gate opens
+        driver._tx.put_nowait((None, gate.wait))
 
         async def tx() -> None:
             async with engine.connect() as conn:
@@ -390,7 +405,10 @@ async def test_a_statement_cancelled_in_the_queue_is_rolled_back(tmp_path: Path,
         task = asyncio.create_task(tx())
         for _ in range(20):
             await asyncio.sleep(0)
+        if make is make_engine:
+            assert not adapted._idle and not adapted._inline  # queued, not inline
         task.cancel()
+        fcntl.flock(held, fcntl.LOCK_UN)
         gate.set()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -400,6 +418,7 @@ async def test_a_statement_cancelled_in_the_queue_is_rolled_back(tmp_path: Path,
         assert _lock_is_free(path)
         assert lock_is_free(path)  # and the writer lock file (ours) with it
     finally:
+        os.close(held)
         await engine.dispose()
 
 

@@ -1,4 +1,4 @@
-"""SQLAlchemy's aiosqlite adapter, with one thread round trip per statement.
+"""SQLAlchemy's aiosqlite adapter: at most one thread round trip per statement.
 
 aiosqlite runs each call on its connection's thread: a queue put, a thread switch, and a
 ``call_soon_threadsafe`` that wakes the event loop through its self-pipe, and on the
@@ -8,43 +8,49 @@ IMMEDIATE`` went through a whole SQLAlchemy execution of its own, with three mor
 1-row SELECT cost about 240 us of event-loop CPU in 4 calls, a small write transaction
 about 830 us in 8; with this adapter about 160 us in 1 call and 680 us in 2.
 
-Here one statement is one call, run as a single function on aiosqlite's thread: make a
-``sqlite3`` cursor, execute (or executemany), fetch every row if the statement returns
-rows, note ``description``, ``rowcount`` and ``lastrowid``, close the cursor. The
-SQLAlchemy side is the stock buffered cursor's: rows served from memory, the same values
-and the same exceptions (``sqlite3`` errors, which SQLAlchemy wraps as ever:
-``IntegrityError`` and so on).
+Here a statement that goes to the thread is one call, run there as a single function
+(the same function runs a statement inline, below): make a ``sqlite3`` cursor, execute
+(or executemany), fetch every row if the statement returns rows, note ``description``,
+``rowcount`` and ``lastrowid``, close the cursor. The SQLAlchemy side is the stock
+buffered cursor's: rows served from memory, the same values and the same exceptions
+(``sqlite3`` errors, which SQLAlchemy wraps as ever: ``IntegrityError`` and so on).
 
-Once a transaction has begun, its further statements run inline, on the event loop's
-thread, with no thread hop at all. ``BEGIN IMMEDIATE`` gave the connection SQLite's write
-lock, and in WAL mode readers never block a writer, so such a statement cannot wait for
-anybody: it costs only its own CPU. Going through the thread instead would hand the event
-loop to other tasks at every statement while the write lock is held, and on a busy loop
-(syncs parsing and encoding pages) each statement's wait for its turn stretched how long
-a transaction held the lock, which every other writer, in this process or another, waits
-for: measured in the ingest benchmark, the write lock was held 12.0 s of a 13.4 s drain
-before, 9.2 s after. COMMIT and ROLLBACK still go to the thread: a COMMIT may run a WAL
-checkpoint, which writes and syncs the database file. Inline is only taken after a call
-that began the transaction has completed on the thread (one cancelled while queued there
-may still run, so the next statement queues behind it instead); the stock server-side
-cursor's calls always go to the thread.
+A transaction that can have the write lock at once runs on the event loop's thread, with
+no thread hop at all. When a statement opens the transaction (``BEGIN IMMEDIATE`` rides
+with its first statement: SQLAlchemy's ``begin`` event marks the connection,
+:func:`begin_immediate`), the writer lock file below is tried without waiting
+(``LOCK_NB``), then ``BEGIN IMMEDIATE`` with a busy timeout of 0 for that one attempt (a
+writer that does not take the lock file may still hold SQLite's lock). If both succeed,
+that statement and every further one run inline: the connection holds SQLite's write lock,
+and in WAL mode readers never block a writer, so no statement can wait for anybody; each
+costs only its own CPU. Otherwise nothing is held and the statement goes to the thread
+with ``BEGIN IMMEDIATE``, and waits there (for the lock file, then in SQLite's busy
+handler) while the event loop goes on; once that call has completed, the transaction's
+further statements run inline.
 
-``BEGIN IMMEDIATE`` rides with the transaction's first statement: SQLAlchemy's ``begin``
-event marks the connection (:func:`begin_immediate`), and the next statement runs
-``BEGIN IMMEDIATE`` and then itself, in the same call. The write lock is still taken
-before the transaction reads anything. A transaction that ends without a statement costs
-no call at all (nothing had begun in SQLite). If ``BEGIN IMMEDIATE`` fails (another
-process held the lock past ``busy_timeout``), the statement fails with that error and the
-next statement of the transaction tries ``BEGIN IMMEDIATE`` again, as a failed begin
-would have been retried before.
+Why: going through the thread hands the event loop to other tasks at every statement,
+and a task that holds the write lock then waits for its turn on a busy loop (syncs
+parsing and encoding pages) while every other writer, in this process or another, waits
+for it. Measured in the ingest benchmark with one process: the lock was held 12.0 s of a
+13.4 s drain with a hop per statement, 9.2 s with statements after the first inline.
+COMMIT and ROLLBACK still go to the thread: a COMMIT may run a WAL checkpoint, which
+writes and syncs the database file. Nothing runs inline while a call of the connection may
+still be queued on the thread (one cancelled while queued may yet run there), and the
+stock server-side cursor's calls always go to the thread.
+
+The write lock is still taken before the transaction reads anything. A transaction that
+ends without a statement costs no call at all (nothing had begun in SQLite). If ``BEGIN
+IMMEDIATE`` fails on the thread (another process held the lock past ``busy_timeout``),
+the statement fails with that error and the next statement of the transaction tries
+``BEGIN IMMEDIATE`` again, as a failed begin would have been retried before.
 
 The writer lock file. Every transaction takes SQLite's write lock, and a connection that
 finds it taken by another process waits in SQLite's busy handler, which sleeps 1, 2, 5, …
 up to 100 ms between tries: a process running transactions back to back starves the
 others (measured with two worker processes: seconds of waiting). So a connection to a
 database file also holds an exclusive ``flock`` on ``<database>-writer.lock`` (opened once
-per connection) exactly while SQLite is in a transaction on it: taken on aiosqlite's
-thread right before ``BEGIN IMMEDIATE``, released as soon as a call on the thread leaves
+per connection) exactly while SQLite is in a transaction on it: taken right before
+``BEGIN IMMEDIATE`` (inline, or on aiosqlite's thread), released as soon as a call leaves
 SQLite outside a transaction (checked with ``in_transaction`` after every call of ours: a
 COMMIT or ROLLBACK, a failed ``BEGIN IMMEDIATE``, a statement that ended the transaction)
 and on close. A process waiting for it sleeps in the kernel and is woken when the holder
@@ -98,9 +104,10 @@ class WriterLock:
     """An exclusive ``flock`` on a database's writer lock file, for one connection.
 
     ``acquire`` and ``release`` are called on the connection's aiosqlite thread (the
-    owner), ``close`` from anywhere. The descriptor is used under ``_cond``, except by
-    the helper thread's blocking ``flock``, during which (``_pending``) nobody else
-    touches or closes it.
+    owner), or, with no call of the connection queued there, ``try_acquire`` and
+    ``release`` on the event loop's thread; ``close`` from anywhere. The descriptor is
+    used under ``_cond``, except by the helper thread's blocking ``flock``, during which
+    (``_pending``) nobody else touches or closes it.
     """
 
     def __init__(self, database: str, timeout: float) -> None:
@@ -174,6 +181,20 @@ class WriterLock:
             f"database is locked (its writer lock {self.path} was held by another "
             f"connection for more than {self.timeout:g} s)"
         )
+
+    def try_acquire(self) -> bool:
+        """Take the lock if that needs no wait: whether it is held now."""
+        with self._cond:
+            if self.held:
+                return True
+            if self._closed or self._pending:
+                return False
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            self.held = True
+            return True
 
     def release(self) -> None:
         with self._cond:
@@ -379,7 +400,9 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     def _call(self, operation: str, parameters: Any, many: bool) -> None:
         adapt = self._adapt_connection
-        if adapt._inline:
+        if adapt._begin_pending and adapt._idle and adapt._begin_here():
+            adapt._begin_pending = False
+        if adapt._inline and adapt._idle:
             # Inside a transaction this connection began: SQLite's write lock is ours, so
             # the statement cannot wait for anybody. Run it here, on the event loop's
             # thread, rather than give the loop to other tasks while the lock is held.
@@ -391,6 +414,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             return
         begin, adapt._begin_pending = adapt._begin_pending, False
         adapt._may_be_in_transaction = True  # until the call tells
+        adapt._idle = False
         try:
             outcome = await_(
                 self._connection._execute(
@@ -400,6 +424,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         except Exception as error:  # not run: aiosqlite's connection is closed
             adapt._begin_pending = begin
             adapt._handle_exception(error)
+        adapt._idle = True
         began, adapt._may_be_in_transaction = outcome[1], outcome[2]
         # Set only once a call that began the transaction has completed: a call cancelled
         # while queued on the thread (which may still run there) leaves it False.
@@ -432,11 +457,13 @@ class OneTripSSCursor(AsyncAdapt_aiosqlite_ss_cursor):
     def execute(self, operation: Any, parameters: Any = None) -> Any:
         self._adapt_connection._flush_begin()
         self._adapt_connection._may_be_in_transaction = True
+        self._adapt_connection._idle = False  # its calls, fetches too, go to the thread
         return super().execute(operation, parameters)
 
     def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
         self._adapt_connection._flush_begin()
         self._adapt_connection._may_be_in_transaction = True
+        self._adapt_connection._idle = False
         return super().executemany(operation, seq_of_parameters)
 
 
@@ -454,7 +481,13 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     behind.
     """
 
-    __slots__ = ("_begin_pending", "_inline", "_lock", "_may_be_in_transaction")
+    __slots__ = (
+        "_begin_pending",
+        "_idle",
+        "_inline",
+        "_lock",
+        "_may_be_in_transaction",
+    )
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
     _ss_cursor_cls = OneTripSSCursor
@@ -463,19 +496,48 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         super().__init__(dbapi, connection)
         self._begin_pending = False
         self._may_be_in_transaction = True
-        # In a transaction begun by a completed call of ours: statements run inline.
+        # In a transaction this connection began: statements run inline.
         self._inline = False
+        # No call of this connection can be queued or running on aiosqlite's thread: set
+        # when one of ours completed, cleared before each (a cancelled one leaves it so).
+        self._idle = True
         self._lock = lock
 
     def begin_immediate(self) -> None:
         """Open the transaction with ``BEGIN IMMEDIATE``, sent with its first statement."""
         self._begin_pending = True
 
+    def _begin_here(self) -> bool:
+        """``BEGIN IMMEDIATE`` on the event loop's thread, if it needs no wait: the writer
+        lock file is free, and so is SQLite's write lock (tried with a busy timeout of 0,
+        since a writer that does not take the lock file may hold it). Whether the
+        transaction began; if not, nothing is held and the thread's path takes over (it
+        waits, or raises the connection's error)."""
+        lock = self._lock
+        if lock is not None and not lock.try_acquire():
+            return False
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connection._conn  # raises ValueError once closed
+            # Read each time: it is the connection's to set (PRAGMA busy_timeout).
+            busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute(BEGIN).close()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        except Exception:
+            _settle(conn, lock)
+            return False
+        self._inline = self._may_be_in_transaction = True
+        return True
+
     def _flush_begin(self) -> None:
         self._inline = False  # the stock cursor's calls are queued on the thread
         if self._begin_pending:
             self._begin_pending = False
             self._may_be_in_transaction = True
+            self._idle = False
             try:
                 await_(self._connection._execute(_begin, self._connection, self._lock))
             except Exception as error:
@@ -502,12 +564,14 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self._inline = False
         if not self._connection._connection:
             return
+        self._idle = False
         try:
             self._may_be_in_transaction = await_(
                 self._connection._execute(_end, self._connection, self._lock, commit)
             )
         except Exception as error:
             self._handle_exception(error)
+        self._idle = True
 
     def close(self) -> None:
         self._begin_pending = False
