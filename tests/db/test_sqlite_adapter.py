@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 import pytest
@@ -495,3 +495,59 @@ def test_the_internals_the_adapter_relies_on_are_unchanged(name: str) -> None:
         f"{name} changed (SQLAlchemy/aiosqlite upgrade?): re-audit "
         "src/showup/db/sqlite_adapter.py against it, then update AUDITED"
     )
+
+
+class _Changes:
+    def __init__(self) -> None:
+        self.total_changes = 0
+
+
+def test_checkpoints_count_rows_and_commits_of_every_connection() -> None:
+    checkpoints = sqlite_adapter.Checkpoints(every=100)
+    a, b = _Changes(), _Changes()
+    seen_a, seen_b = sqlite_adapter.Seen(), sqlite_adapter.Seen()
+    conn_a, conn_b = cast(sqlite3.Connection, a), cast(sqlite3.Connection, b)
+    assert not checkpoints.due(conn_a, seen_a)  # a first commit: its weight, 5
+    a.total_changes = 60
+    assert not checkpoints.due(conn_a, seen_a)  # + 60 + 5 = 70
+    b.total_changes = 1000  # changed before b's first commit: no baseline, not counted
+    assert not checkpoints.due(conn_b, seen_b)  # 75
+    b.total_changes = 1010
+    assert not checkpoints.due(conn_b, seen_b)  # 90
+    a.total_changes = 65
+    assert checkpoints.due(conn_a, seen_a)  # 100: due, and counting starts again
+    assert not checkpoints.due(conn_a, seen_a)  # 5
+
+
+async def test_a_checkpoint_runs_after_the_commit_released_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "checkpoint.db"
+    checkpoints = sqlite_adapter.Checkpoints(every=300)
+    lock_free_at_run: list[bool] = []
+    run = checkpoints.run
+
+    frames: list[tuple[int, int, int]] = []
+
+    def watched(conn: sqlite3.Connection) -> None:
+        lock_free_at_run.append(lock_is_free(path) and _lock_is_free(path))
+        run(conn)
+        frames.append(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+
+    monkeypatch.setattr(checkpoints, "run", watched)
+    monkeypatch.setattr(sqlite_adapter, "CHECKPOINTS", checkpoints)
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        for i in range(10):  # 10 transactions of 50 rows: 550 counted, one checkpoint
+            async with engine.begin() as conn:
+                await conn.execute(
+                    insert(items), [{"name": f"r{i}-{j}", "n": j} for j in range(50)]
+                )
+        assert checkpoints.runs == 1 and lock_free_at_run == [True]
+        # It copied every frame the WAL held into the database file.
+        [(busy, log, done)] = frames
+        assert busy == 0 and log == done > 0
+    finally:
+        await engine.dispose()
