@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -131,6 +132,10 @@ class Calendar(Base):
     )
 
 
+# The rows ``ix_events_deleted_at`` holds (migration 0005).
+_DELETED_SQL = "deleted_at IS NOT NULL"
+
+
 class Event(Base):
     """One occurrence on one calendar (series are expanded)."""
 
@@ -165,5 +170,13 @@ class Event(Base):
         Index("ix_events_tenant_updated", "tenant_id", "updated_at", "id"),
         Index("ix_events_calendar_start", "calendar_id", "start_time"),
         Index("ix_events_tenant_ical_uid", "tenant_id", "ical_uid"),
-        Index("ix_events_deleted_at", "deleted_at"),
+        # Partial: only deleted events are in it, not an entry for every live event
+        # (deleted_at NULL) that each insert paid for. ``deleted_at < :cutoff`` implies the
+        # predicate, so a range on deleted_at still uses it (tests/db/test_events_indexes.py).
+        Index(
+            "ix_events_deleted_at",
+            "deleted_at",
+            sqlite_where=text(_DELETED_SQL),
+            postgresql_where=text(_DELETED_SQL),
+        ),
     )
