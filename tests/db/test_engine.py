@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from showup.db.engine import (
+    SQLITE_CACHE_KIB,
     SQLITE_PAGE_SIZE,
     SQLITE_WAL_AUTOCHECKPOINT,
     make_engine,
@@ -114,6 +115,17 @@ async def test_a_new_database_gets_8k_pages_and_a_larger_checkpoint_interval(
         assert await _pragma(engine, "page_size") == SQLITE_PAGE_SIZE == 8192
         assert await _pragma(engine, "journal_mode") == "wal"
         assert await _pragma(engine, "wal_autocheckpoint") == SQLITE_WAL_AUTOCHECKPOINT
+    finally:
+        await engine.dispose()
+
+
+async def test_every_connection_gets_the_larger_page_cache(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'cache.db'}")
+    try:
+        # A negative cache_size is a size in KiB (a positive one counts pages).
+        assert await _pragma(engine, "cache_size") == -SQLITE_CACHE_KIB
+        await engine.dispose()  # the next connection is a new one
+        assert await _pragma(engine, "cache_size") == -SQLITE_CACHE_KIB
     finally:
         await engine.dispose()
 

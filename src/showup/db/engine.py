@@ -28,6 +28,15 @@ SQLITE_PAGE_SIZE = 8192
 # each copying a hot page (index pages) once. The WAL file grows to about that size
 # (80 MiB with 8 KiB pages) and stays so after a checkpoint.
 SQLITE_WAL_AUTOCHECKPOINT = 10_000
+# Page cache per connection, in KiB, instead of SQLite's 2 MiB. Measured with raw sqlite3,
+# 200k event rows in 200-row transactions, random iCalUIDs: with 2 MiB a transaction's
+# dirty pages spill into the WAL before it commits and index pages are read back again:
+# per row 3.0 reads and 5.2 writes (system calls), 34 us of SQLite CPU. With 4, 8, 16, 32,
+# 64 MiB: reads 1.35, 1.08, 0.81, 0.66, 0.64; writes 3.8; CPU 28-30 us from 4 to 32 MiB,
+# 30-32 at 64 (user time grows with the cache). 16 MiB also leaves room for larger sync
+# pages (by estimate, about 1,000 events in a transaction before a spill). A file database
+# has one connection per process, and SQLite allocates pages only as it uses them.
+SQLITE_CACHE_KIB = 16 * 1024
 
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
@@ -84,6 +93,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
+        cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")  # negative: in KiB, not pages
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_WAIT * 1000}")
         cur.close()
