@@ -24,9 +24,11 @@ SQLITE_WAIT = 60
 # smaller (433 -> 302 MB); with both settings SQLite's CPU per row fell from 62-66 to
 # 49-52 us. The page size applies to new databases only.
 SQLITE_PAGE_SIZE = 8192
-# Checkpoint every 10,000 WAL pages instead of SQLite's 1,000: fewer, larger checkpoints,
-# each copying a hot page (index pages) once. The WAL file grows to about that size
-# (80 MiB with 8 KiB pages) and stays so after a checkpoint.
+# SQLite's own automatic checkpoint, every 10,000 WAL pages instead of 1,000, is only the
+# backstop: it runs inside a COMMIT, under the write lock. Our connections checkpoint after
+# their COMMIT has released the lock, every 10,000 changed rows per process (about 5,000
+# WAL pages of event rows; sqlite_adapter.Checkpoints), which resets the WAL before it
+# reaches this. The WAL file keeps the largest size it reached.
 SQLITE_WAL_AUTOCHECKPOINT = 10_000
 # Page cache per connection, in KiB, instead of SQLite's 2 MiB. Measured with raw sqlite3,
 # 200k event rows in 200-row transactions, random iCalUIDs: with 2 MiB a transaction's
@@ -60,9 +62,9 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
     :mod:`showup.db.sqlite_adapter`). ``busy_timeout`` stays, for processes that do not
     take the file lock (the ``sqlite3`` shell). Both waits are bounded by ``SQLITE_WAIT``.
 
-    Statements go through :mod:`showup.db.sqlite_adapter`: one call on aiosqlite's thread
-    per statement, ``BEGIN IMMEDIATE`` sent along with a transaction's first statement
-    (and the file lock taken right before it, on that thread).
+    Statements go through :mod:`showup.db.sqlite_adapter`: a transaction that gets the
+    write lock at once runs on the event loop's thread, its COMMIT on aiosqlite's thread;
+    one that must wait for it waits there, in one call with its first statement.
     """
     if url.startswith("sqlite"):
         memory = ":memory:" in url or "mode=memory" in url
