@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -73,8 +74,35 @@ _SQLITE = sqlite_dialect()
 _SQLITE_COMPILED = insert(_EVENTS).compile(dialect=_SQLITE)
 _SQLITE_INSERT = str(_SQLITE_COMPILED)
 _SQLITE_ORDER = tuple(_SQLITE_COMPILED.positiontup or ())
+_FIXED = ("id", "tenant_id", "calendar_id")
 _STAMPS = ("created_at", "updated_at")
-_STAMP_AT = tuple(_SQLITE_ORDER.index(name) for name in _STAMPS)
+
+
+def _split() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The event's own columns before and after the two stamps, in the statement's order
+    (which is the table's: the three fixed ones first, the stamps side by side)."""
+    order = _SQLITE_ORDER
+    at = order.index(_STAMPS[0]) if _STAMPS[0] in order else -1
+    if order[:3] != _FIXED or at < 3 or order[at : at + 2] != _STAMPS:
+        raise RuntimeError(f"unexpected column order in {_SQLITE_INSERT!r}")
+    return order[3:at], order[at + 2 :]
+
+
+_BEFORE, _AFTER = _split()
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """The values of ``names`` in a dict, always as a tuple (itemgetter of one name is not)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda values: (values[name],)
+    if not names:
+        return lambda _values: ()
+    return itemgetter(*names)
+
+
+_GET_BEFORE, _GET_AFTER = _getter(_BEFORE), _getter(_AFTER)
+_STAMP_AT = (len(_FIXED) + len(_BEFORE), len(_FIXED) + len(_BEFORE) + 1)
 
 
 def _bind(name: str) -> Callable[[Any], Any] | None:
@@ -82,7 +110,12 @@ def _bind(name: str) -> Callable[[Any], Any] | None:
     return _EVENTS.c[name].type._cached_bind_processor(_SQLITE)
 
 
-_SQLITE_BIND = tuple((name, _bind(name)) for name in _SQLITE_ORDER)
+# (position in the row, bind processor) of the event's own columns that have one.
+_SQLITE_BIND = tuple(
+    (i, bind)
+    for i, name in enumerate(_SQLITE_ORDER)
+    if name not in _FIXED + _STAMPS and (bind := _bind(name)) is not None
+)
 _SQLITE_STAMP = _bind("created_at") or (lambda value: value)
 
 
@@ -108,22 +141,25 @@ def prepare_inserts(
             continue
         eid = new_id()
         ids.append(eid)
-        values = {**a.values, "id": eid, "tenant_id": tenant_id, "calendar_id": calendar_id}
+        values = a.values
         if sqlite:
-            get = values.get  # the stamps are filled in by _insert
-            rows.append([get(n) if bind is None else bind(get(n)) for n, bind in _SQLITE_BIND])
+            row = [eid, tenant_id, calendar_id, *_GET_BEFORE(values), None, None]
+            row.extend(_GET_AFTER(values))
+            for i, bind in _SQLITE_BIND:
+                row[i] = bind(row[i])
+            rows.append(row)
         else:
-            rows.append(values)
+            rows.append({**values, "id": eid, "tenant_id": tenant_id, "calendar_id": calendar_id})
     return PreparedInserts(dialect, ids, rows)
 
 
 async def _insert(session: AsyncSession, prepared: PreparedInserts, now: datetime) -> None:
     if prepared.dialect == "sqlite":
         stamp = _SQLITE_STAMP(now)
+        created, updated = _STAMP_AT
         rows = prepared.rows
         for row in rows:
-            for at in _STAMP_AT:
-                row[at] = stamp
+            row[created] = row[updated] = stamp
         conn = await session.connection()
         await conn.exec_driver_sql(_SQLITE_INSERT, [tuple(row) for row in rows])
         return
