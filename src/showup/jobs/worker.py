@@ -33,19 +33,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_
-
-from showup.db.models import Event
 from showup.jobs.kinds import JobKind, default_kinds
+from showup.jobs.retention import EventRetention
 from showup.runtime import Runtime
 from showup.webhooks.retention import WebhookRetention
 
 log = logging.getLogger("showup.worker")
-
-_MAINTENANCE_EVERY = timedelta(hours=1)
 
 
 class Worker:
@@ -56,8 +52,8 @@ class Worker:
         self.owner = owner or runtime.settings.worker_id
         self.kinds = list(kinds) if kinds is not None else default_kinds(runtime)
         self._inflight: dict[str, set[asyncio.Task[object]]] = {k.name: set() for k in self.kinds}
-        self._last_maintenance: datetime | None = None
         self._webhook_retention = WebhookRetention()
+        self._event_retention = EventRetention()
         # run_forever's bookkeeping: kinds whose last claim was full, the next due time of
         # the others, kinds with a job finished since the last pass, and a wake-up for that.
         self._full: set[str] = set()
@@ -163,27 +159,17 @@ class Worker:
         return outcomes
 
     async def maintain(self, force: bool = False) -> int:
-        """Purge events deleted (or ended) longer ago than the retention setting
-        (returns how many), and webhook messages finished longer ago than theirs (a short
-        batch now and then: ``webhooks/retention.py``)."""
-        await self._webhook_retention.run(self.rt, force=force)
-        now = self.rt.clock.now()
-        last = self._last_maintenance
-        if not force and last is not None and now - last < _MAINTENANCE_EVERY:
-            return 0
-        self._last_maintenance = now
-        cutoff = now - self.rt.settings.deleted_retention
-        async with self.rt.sessions() as session:
-            res = await session.execute(
-                delete(Event)
-                .where(or_(Event.deleted_at < cutoff, Event.end_time < cutoff))
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
-        purged: int = res.rowcount  # type: ignore[attr-defined]
-        if purged:
-            log.info("purged %d events past retention", purged)
-        return purged
+        """Purge, a short batch now and then, webhook messages finished and events deleted
+        (or ended) longer ago than their retention (``webhooks/retention.py``,
+        ``jobs/retention.py``); return how many events this call purged.
+
+        ``force``: all that is past the retention now, in one call (batch after batch).
+        """
+        if force:
+            await self._webhook_retention.run_now(self.rt)
+            return await self._event_retention.run_now(self.rt)
+        await self._webhook_retention.run(self.rt)
+        return await self._event_retention.run(self.rt)
 
     async def _claim_kind(self, kind: JobKind) -> None:
         """One claim of ``kind`` for run_forever; note whether it was full, else when next."""

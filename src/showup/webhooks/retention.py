@@ -12,19 +12,17 @@ So a pending or leased delivery keeps its message whatever its age, and replayin
 delivery keeps the whole message (the replay and the deliveries before it) for another
 full retention period after the replay ends. A message is purged whole or not at all.
 
-How (the worker's maintenance calls :meth:`WebhookRetention.run` on every loop turn):
+How: in passes of short batches, a few batches per call of the worker's maintenance
+(``jobs/retention.py`` has the bookkeeping, shared with event retention):
 
-- a *pass* starts at most once per :data:`EVERY` (or when forced) with a fixed cutoff,
+- a *pass* starts at most once an hour (or when forced) with a fixed cutoff,
   and walks each tenant's messages older than the cutoff through the
   ``(tenant_id, created_at)`` index, in order, so a pass looks at each message once;
-- each *batch* is one short transaction over at most ``batch_size`` messages of one
-  tenant. On SQLite the whole process shares one connection (``db/engine.py``), and the
-  transactions waiting for it get it between batches;
-- a call runs at most ``batches_per_call`` batches (a *slice*), then returns; a call at
-  least ``pause`` later (the worker calls on every loop turn) goes on with the pass. A
-  large backlog is thus purged a slice at a time, in the background of the worker's real
-  work: by default one batch of 200 a second (about 20 ms of CPU on SQLite; 17 million
-  messages a day), which neither holds up claims for long nor takes over a busy loop;
+- each *batch* is one short transaction over at most ``batch_size`` messages: the
+  current tenant's, then the next tenants' when it has no more;
+- by default a call runs one batch of 200, and the next call goes on a second later
+  (about 20 ms of CPU on SQLite; 17 million messages a day), which neither holds up
+  claims for long nor takes over a busy loop;
 - deliveries and attempts go by the foreign keys' ``ON DELETE CASCADE`` (on SQLite the
   ``foreign_keys`` pragma is set on every connection), in the same order (deliveries,
   then attempts) as when an endpoint is deleted.
@@ -41,91 +39,43 @@ messages.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
 
 from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from showup.db.models import Tenant
 from showup.db.webhook_models import WebhookDelivery, WebhookMessage
+from showup.jobs.retention import Pass, Retention, all_ids
 from showup.runtime import Runtime
 
 log = logging.getLogger("showup.webhooks")
 
-# How often a pass starts; how many messages a batch (one transaction) takes at most; how
-# many batches one call runs before it gives the worker loop its turn back, and how long
-# until the next call goes on with the pass.
-EVERY = timedelta(hours=1)
-BATCH_SIZE = 200
-BATCHES_PER_CALL = 1
-PAUSE = timedelta(seconds=1)
 
+@dataclass(slots=True, kw_only=True)
+class _Pass(Pass):
+    """Also: the tenants left, and where the current one is."""
 
-@dataclass(slots=True)
-class _Pass:
-    """A pass under way: its cutoff, the tenants left, and where the current one is."""
-
-    started: datetime
-    cutoff: datetime
     tenants: list[str]
     after: tuple[datetime, str] | None = None  # last (created_at, id) looked at
-    purged: int = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.tenants
 
 
 @dataclass(slots=True)
-class WebhookRetention:
+class WebhookRetention(Retention[_Pass]):
     """Purges finished webhook messages past the retention, a few batches per call."""
 
-    every: timedelta = EVERY
-    batch_size: int = BATCH_SIZE
-    batches_per_call: int = BATCHES_PER_CALL
-    pause: timedelta = PAUSE
-    _pass: _Pass | None = field(default=None, init=False)
-    _due_at: datetime | None = field(default=None, init=False)  # the next pass, or slice
+    what: ClassVar[str] = "webhook retention"
+    logger: ClassVar[logging.Logger] = log
 
-    @property
-    def busy(self) -> bool:
-        """A pass is under way (the next call goes on with it)."""
-        return self._pass is not None
-
-    async def run(self, rt: Runtime, *, force: bool = False) -> int:
-        """Go on with the pass under way, or start one, when it is time (or at once with
-        ``force``); return how many messages this call purged.
-
-        A database error ends the pass (logged; the next one starts ``every`` after it
-        started): retention must never stop the worker loop.
-        """
-        now = rt.clock.now()
-        if not force and self._due_at is not None and now < self._due_at:
-            return 0
-        if self._pass is None:
-            try:
-                self._pass = await _start(rt, now, now - rt.settings.webhook_retention)
-            except Exception:
-                log.exception("webhook retention: could not start a pass")
-                self._due_at = now + self.every
-                return 0
-        p = self._pass
-        purged = 0
-        try:
-            for _ in range(self.batches_per_call):
-                if not p.tenants:
-                    break
-                purged += await self._batch(rt, p)
-        except Exception:
-            log.exception("webhook retention: a batch failed; the pass ends here")
-            p.tenants.clear()
-        if p.tenants:
-            self._due_at = now + self.pause
-            return purged
-        if p.purged:
-            log.info(
-                "purged %d webhook messages finished before %s", p.purged, p.cutoff.isoformat()
-            )
-        self._pass = None
-        self._due_at = p.started + self.every
-        return purged
+    async def _start(self, rt: Runtime, now: datetime) -> _Pass:
+        tenants = await all_ids(rt, Tenant.id)
+        return _Pass(started=now, cutoff=now - rt.settings.webhook_retention, tenants=tenants)
 
     async def _batch(self, rt: Runtime, p: _Pass) -> int:
         """One transaction over the next ``batch_size`` old messages of the pass: the
@@ -147,15 +97,12 @@ class WebhookRetention:
                 else:
                     p.after = page[-1]
             await session.commit()
-        p.purged += purged
         return purged
 
-
-async def _start(rt: Runtime, now: datetime, cutoff: datetime) -> _Pass:
-    async with rt.sessions() as session:
-        tenants = list(await session.scalars(select(Tenant.id).order_by(Tenant.id)))
-        await session.commit()
-    return _Pass(started=now, cutoff=cutoff, tenants=tenants)
+    def _report(self, p: _Pass) -> None:
+        self.logger.info(
+            "purged %d webhook messages finished before %s", p.purged, p.cutoff.isoformat()
+        )
 
 
 async def _page(
