@@ -63,6 +63,7 @@ from showup.db.models import Calendar, Event, new_id
 from showup.jobs.worker import Worker
 from showup.providers.google_normalize import normalize_items
 from showup.runtime import Runtime, build_runtime
+from showup.server import tune_gc
 from showup.sync.plan import event_values, fingerprint
 from showup.tenants import create_tenant
 from showup.webhooks.endpoints import create_endpoint
@@ -391,6 +392,7 @@ async def run_worker(
     """Run the worker until no bot is live, or ``tail_s`` seconds after the last join."""
     stop = asyncio.Event()
     worker = Worker(rt, owner="bench-worker")
+    tune_gc()  # as `showup worker` does once set up
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     loop_cpu0 = time.thread_time()

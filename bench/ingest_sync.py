@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import gc
 import json
 import multiprocessing
 import os
@@ -43,6 +42,7 @@ from showup.db.migrate import upgrade
 from showup.db.models import Calendar, Event
 from showup.jobs.worker import Worker
 from showup.runtime import Runtime, build_runtime
+from showup.server import tune_gc
 from showup.tenants import create_tenant
 
 
@@ -261,7 +261,7 @@ async def measure(cfg: dict[str, Any], data_dir: Path) -> dict[str, Any]:
 
 async def _drain_here(rt: Runtime) -> dict[str, Any]:
     """The timed drain in this process (one process: the default)."""
-    gc.collect()
+    tune_gc()  # as `showup worker` does once set up (it collects first)
     baseline = rss_kib()
     peak_reset = reset_peak()
     t0 = time.perf_counter()
@@ -353,7 +353,7 @@ async def _drain_part(cfg: dict[str, Any], data_dir: Path, ready: Any, go: Any) 
         async with rt.sessions() as session:  # the connection and the lock file, opened
             await session.execute(select(func.count()).select_from(Calendar))
             await session.commit()
-        gc.collect()
+        tune_gc()  # as `showup worker` does once set up (it collects first)
         baseline = rss_kib()
         peak_reset = reset_peak()
         await asyncio.to_thread(ready.wait, 600)

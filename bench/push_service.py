@@ -71,6 +71,7 @@ from showup.db.webhook_models import WebhookAttempt, WebhookDelivery, WebhookMes
 from showup.jobs.worker import Worker
 from showup.providers.base import PushProvider
 from showup.runtime import Runtime, build_runtime
+from showup.server import tune_gc
 from showup.tenants import create_tenant
 from showup.webhooks.endpoints import create_endpoint
 
@@ -391,6 +392,7 @@ async def run(cfg: dict[str, Any], data_dir: Path) -> dict[str, Any]:
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     serving.add_done_callback(lambda _: stages.stop.set())
     stop_worker = asyncio.Event()
+    tune_gc()  # as `showup serve --with-worker` does once set up
     worker = asyncio.create_task(Worker(rt, owner="bench-worker").run_forever(stop_worker))
     out: dict[str, Any] = {"port": port}
     try:
