@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from showup.db.bot_models import Bot, BotEvent
-from showup.db.models import Base, Calendar, Event, Tenant
+from showup.db.models import Base, Event, Tenant
 from showup.db.webhook_models import WebhookEndpoint  # noqa: F401  (registers tables)
+from tests.support.helpers import bare_calendar
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 OURS = {"bots", "bot_events", "tenant_bot_settings"}
@@ -63,16 +64,7 @@ async def _seed(session: Any) -> tuple[str, str, str]:
     tenant = Tenant(name="T", created_at=NOW)
     session.add(tenant)
     await session.flush()
-    cal = Calendar(
-        tenant_id=tenant.id,
-        platform="google_calendar",
-        oauth_client_id="c",
-        oauth_client_secret_enc=b"x",
-        oauth_refresh_token_enc=b"x",
-        sync_failures=0,
-        created_at=NOW,
-        updated_at=NOW,
-    )
+    cal = bare_calendar(tenant.id, NOW)
     session.add(cal)
     await session.flush()
     ev = Event(

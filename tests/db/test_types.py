@@ -37,8 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from showup.db import models
 from showup.db.engine import make_sessionmaker
-from showup.db.models import Calendar, Event, Tenant, new_id
+from showup.db.models import Event, Tenant, new_id
 from showup.db.types import JSONDocument, JSONText, JSONType, UTCDateTime
+from tests.support.helpers import bare_calendar
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -136,15 +137,7 @@ async def test_rows_written_before_and_after_read_back_equal(engine: AsyncEngine
         tenant = Tenant(name="t", created_at=NOW)
         session.add(tenant)
         await session.flush()
-        cal = Calendar(
-            tenant_id=tenant.id,
-            platform="google_calendar",
-            oauth_client_id="c",
-            oauth_client_secret_enc=b"x",
-            oauth_refresh_token_enc=b"x",
-            created_at=NOW,
-            updated_at=NOW,
-        )
+        cal = bare_calendar(tenant.id, NOW)
         session.add(cal)
         await session.flush()
         rows: list[dict[str, Any]] = []

@@ -18,9 +18,10 @@ from sqlalchemy import bindparam, event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from showup.db.bot_models import Bot, BotEvent
-from showup.db.models import Calendar, Event, new_id
+from showup.db.models import Event, new_id
 from showup.jobs import retention as retention_module
 from showup.jobs.retention import EventRetention
+from tests.support.helpers import bare_calendar
 
 RETENTION = timedelta(days=60)  # the default
 DAY = timedelta(days=1)
@@ -47,15 +48,7 @@ async def seed(runtime: Any, tenant_id: str, *, calendars: int = 3, deleted: int
     out = Seeded()
     async with runtime.sessions() as session:
         for c in range(calendars):
-            cal = Calendar(
-                tenant_id=tenant_id,
-                platform="google_calendar",
-                oauth_client_id="c",
-                oauth_client_secret_enc=b"x",
-                oauth_refresh_token_enc=b"x",
-                created_at=now,
-                updated_at=now,
-            )
+            cal = bare_calendar(tenant_id, now)
             session.add(cal)
             await session.flush()
             out.calendars.append(cal.id)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
+
+from showup.db.models import Calendar
 
 
 @contextmanager
@@ -31,3 +34,17 @@ async def until(condition: Any) -> None:
     async with asyncio.timeout(10):
         while not condition():  # noqa: ASYNC110 - the condition has no event to wait on
             await asyncio.sleep(0.01)
+
+
+def bare_calendar(tenant_id: str, now: datetime) -> Calendar:
+    """A Google calendar row for tests that write to the database directly (no API, no
+    provider): placeholder credentials, created and updated at ``now``."""
+    return Calendar(
+        tenant_id=tenant_id,
+        platform="google_calendar",
+        oauth_client_id="c",
+        oauth_client_secret_enc=b"x",
+        oauth_refresh_token_enc=b"x",
+        created_at=now,
+        updated_at=now,
+    )

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from showup.db.engine import make_sessionmaker
 from showup.db.migrate import upgrade
-from showup.db.models import Calendar, Event, Tenant, new_id
+from showup.db.models import Event, Tenant, new_id
 from showup.providers.base import Attendee, ChangePage, RemoteEvent, SyncWindow
 from showup.sync.apply import apply_actions, prepare_inserts
 from showup.sync.plan import Insert, plan_page
+from tests.support.helpers import bare_calendar
 
 NOW = datetime(2026, 11, 3, 15, 0, 7, 123456, tzinfo=UTC)
 WINDOW = SyncWindow(NOW - timedelta(days=1), NOW + timedelta(days=28))
@@ -60,19 +61,7 @@ async def _seed(engine: AsyncEngine) -> tuple[str, str, str]:
         tenant = Tenant(name="T", created_at=NOW)
         session.add(tenant)
         await session.flush()
-        cals = [
-            Calendar(
-                tenant_id=tenant.id,
-                platform="google_calendar",
-                oauth_client_id="c",
-                oauth_client_secret_enc=b"x",
-                oauth_refresh_token_enc=b"x",
-                sync_failures=0,
-                created_at=NOW,
-                updated_at=NOW,
-            )
-            for _ in range(2)
-        ]
+        cals = [bare_calendar(tenant.id, NOW) for _ in range(2)]
         session.add_all(cals)
         await session.commit()
         return tenant.id, cals[0].id, cals[1].id

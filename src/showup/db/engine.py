@@ -103,6 +103,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     event.listen(sync_engine, "begin", sqlite_adapter.begin_immediate)
 
 
+def dialect_of(session: AsyncSession) -> str:
+    """The name of the database dialect ``session`` is bound to: "sqlite" or "postgresql"."""
+    return str(session.get_bind().dialect.name)
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 

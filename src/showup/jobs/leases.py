@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from showup.db.engine import dialect_of
+
 
 async def claim_due(
     session: AsyncSession,
@@ -57,7 +59,7 @@ async def claim_due(
         .with_for_update(skip_locked=True)
     )
     claimed = {"lease_owner": owner, "lease_expires_at": now + lease, **(values or {})}
-    if _single_writer(session) and due_col.key not in claimed:
+    if dialect_of(session) == "sqlite" and due_col.key not in claimed:
         rows = await session.execute(
             update(model)
             .where(model.id.in_(q.scalar_subquery()))
@@ -76,10 +78,6 @@ async def claim_due(
             .execution_options(synchronize_session=False)
         )
     return ids
-
-
-def _single_writer(session: AsyncSession) -> bool:
-    return session.sync_session.get_bind().dialect.name == "sqlite"
 
 
 async def next_due(

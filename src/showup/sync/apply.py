@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from showup.db.engine import dialect_of
 from showup.db.models import Event, new_id
 from showup.sync.plan import Action, Insert, MarkDeleted, Refresh, Stored, Update
 
@@ -168,11 +169,6 @@ async def _insert(session: AsyncSession, prepared: PreparedInserts, now: datetim
     # None columns (meeting_url, recurring_event_id, …).
     stamps = dict.fromkeys(_STAMPS, now)
     await session.execute(insert(_EVENTS), [{**row, **stamps} for row in prepared.rows])
-
-
-def dialect_of(session: AsyncSession) -> str:
-    bind = session.get_bind()
-    return str(bind.dialect.name)
 
 
 async def apply_actions(

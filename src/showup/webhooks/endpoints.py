@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from showup.db.engine import dialect_of
 from showup.db.webhook_models import (
     TenantWebhookSecret,
     WebhookDelivery,
@@ -220,7 +221,7 @@ async def tenant_secret(session: AsyncSession, vault: Vault, tenant_id: str, now
             "secret_enc": vault.seal(tenant_id, generate_secret()),
             "created_at": now,
         }
-        if session.get_bind().dialect.name == "postgresql":
+        if dialect_of(session) == "postgresql":
             await session.execute(
                 pg_insert(TenantWebhookSecret).values(values).on_conflict_do_nothing()
             )

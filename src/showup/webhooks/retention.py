@@ -46,6 +46,7 @@ from typing import ClassVar
 from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from showup.db.engine import dialect_of
 from showup.db.models import Tenant
 from showup.db.webhook_models import WebhookDelivery, WebhookMessage
 from showup.jobs.retention import Pass, Retention, all_ids
@@ -137,7 +138,7 @@ async def purge_messages(session: AsyncSession, message_ids: list[str], cutoff: 
     if not message_ids:
         return 0
     ids = message_ids
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         ids = list(
             await session.scalars(
                 select(WebhookMessage.id)
