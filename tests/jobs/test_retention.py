@@ -7,8 +7,6 @@ Driven by the FakeClock, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +19,7 @@ from showup.db.bot_models import Bot, BotEvent
 from showup.db.models import Event, new_id
 from showup.jobs import retention as retention_module
 from showup.jobs.retention import EventRetention
-from tests.support.helpers import bare_calendar
+from tests.support.helpers import bare_calendar, counting_commits
 
 RETENTION = timedelta(days=60)  # the default
 DAY = timedelta(days=1)
@@ -119,20 +117,6 @@ async def seed(runtime: Any, tenant_id: str, *, calendars: int = 3, deleted: int
 async def event_ids(runtime: Any) -> set[str]:
     async with runtime.sessions() as session:
         return set(await session.scalars(select(Event.id)))
-
-
-@contextmanager
-def counting_commits(engine: AsyncEngine) -> Iterator[list[int]]:
-    commits = [0]
-
-    def count(_: Any) -> None:
-        commits[0] += 1
-
-    event.listen(engine.sync_engine, "commit", count)
-    try:
-        yield commits
-    finally:
-        event.remove(engine.sync_engine, "commit", count)
 
 
 async def test_a_pass_purges_in_small_batches_over_several_calls(

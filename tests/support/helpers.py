@@ -29,6 +29,22 @@ def counting_transactions(runtime: Any) -> Iterator[list[str]]:
         event.remove(engine, "begin", on_begin)
 
 
+@contextmanager
+def counting_commits(engine: Any) -> Iterator[list[int]]:
+    """Counts the COMMITs on ``engine`` (an AsyncEngine) in ``[n]``, from now until the
+    block ends (the caller may reset it)."""
+    commits = [0]
+
+    def count(_conn: Any) -> None:
+        commits[0] += 1
+
+    event.listen(engine.sync_engine, "commit", count)
+    try:
+        yield commits
+    finally:
+        event.remove(engine.sync_engine, "commit", count)
+
+
 async def until(condition: Any) -> None:
     """Wait for I/O (launches, POSTs), not for a schedule: tests drive a fake clock."""
     async with asyncio.timeout(10):

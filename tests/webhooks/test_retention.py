@@ -13,13 +13,14 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import func, select, text, update
 
 from showup.config import Settings
 from showup.db.webhook_models import WebhookAttempt, WebhookDelivery, WebhookMessage
 from showup.tenants import create_tenant
 from showup.webhooks.outbox import BOT_CANCELLED, BOT_SCHEDULED, BOT_UPDATED
 from showup.webhooks.retention import WebhookRetention, purge_messages
+from tests.support.helpers import counting_commits
 from tests.webhooks.helpers import ENDPOINTS, add_endpoint, all_deliveries, announce
 from tests.webhooks.support import HOOK_URL, Receiver, Reply
 
@@ -182,14 +183,7 @@ async def test_batches_are_small_transactions_and_a_call_does_only_a_few(
     # Pending, and young: kept either way. (No drain: its maintenance would purge.)
     young = {str(await announce(runtime, t)) for t in (tenant.tenant_id, other.tenant_id)}
 
-    commits = 0
-
-    def count_commit(_: Any) -> None:
-        nonlocal commits
-        commits += 1
-
-    event.listen(engine.sync_engine, "commit", count_commit)
-    try:
+    with counting_commits(engine) as commits:
         retention = WebhookRetention(batch_size=3, batches_per_call=2)
         started = clock.now()
         per_call = [await retention.run(runtime)]
@@ -200,17 +194,15 @@ async def test_batches_are_small_transactions_and_a_call_does_only_a_few(
         # 7 old messages per tenant, batches of 3 (a tenant's last one is topped up from
         # the next tenant), two batches per call: 3+3 | 1+2, 3 | 2.
         assert per_call == [6, 6, 2]
-        assert commits == 1 + 5  # the tenant list, then one transaction per batch
+        assert commits[0] == 1 + 5  # the tenant list, then one transaction per batch
         assert await message_ids(runtime) == young
 
         # The next pass starts an hour after this one started; nothing is read before.
-        commits = 0
+        commits[0] = 0
         clock.set(started + timedelta(hours=1) - timedelta(microseconds=1))
-        assert await retention.run(runtime) == 0 and commits == 0
+        assert await retention.run(runtime) == 0 and commits[0] == 0
         clock.set(started + timedelta(hours=1))
-        assert await retention.run(runtime) == 0 and commits > 0
-    finally:
-        event.remove(engine.sync_engine, "commit", count_commit)
+        assert await retention.run(runtime) == 0 and commits[0] > 0
 
 
 async def test_the_worker_purges_in_its_maintenance(
