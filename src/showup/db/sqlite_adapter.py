@@ -33,10 +33,14 @@ and a task that holds the write lock then waits for its turn on a busy loop (syn
 parsing and encoding pages) while every other writer, in this process or another, waits
 for it. Measured in the ingest benchmark with one process: the lock was held 12.0 s of a
 13.4 s drain with a hop per statement, 9.2 s with statements after the first inline.
-COMMIT and ROLLBACK still go to the thread: a COMMIT may run a WAL checkpoint, which
-writes and syncs the database file. Nothing runs inline while a call of the connection may
-still be queued on the thread (one cancelled while queued may yet run there), and the
-stock server-side cursor's calls always go to the thread.
+Such a transaction's COMMIT or ROLLBACK runs inline as well, and releases the lock at
+once: on the thread it waited for the GIL, held by the busy loop, before it could even
+start. The WAL checkpoint that may follow a COMMIT (:class:`Checkpoints`), which writes
+and syncs the database file, goes to the thread once the lock is released. (SQLite's own
+automatic checkpoint, left as a backstop at a higher threshold, would still run inside a
+COMMIT, inline; it does not fall due while these run.) Nothing runs inline while a call of
+the connection may still be queued on the thread (one cancelled while queued may yet run
+there), and the stock server-side cursor's calls always go to the thread.
 
 The write lock is still taken before the transaction reads anything. A transaction that
 ends without a statement costs no call at all (nothing had begun in SQLite). If ``BEGIN
@@ -82,7 +86,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -298,7 +302,10 @@ def _run(
         return error, began, _settle(conn, lock), None, None, -1, None
 
 
-async def _here(fn: Callable[..., _Outcome], *args: Any) -> _Outcome:
+_T = TypeVar("_T")
+
+
+async def _here(fn: Callable[..., _T], *args: Any) -> _T:
     """``fn(*args)`` on the event loop's thread, as a coroutine that never suspends.
 
     Awaited through ``await_``, it returns at once, without giving the loop to any other
@@ -499,8 +506,9 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         adapt._idle = True
         began, adapt._may_be_in_transaction = outcome[1], outcome[2]
         # Set only once a call that began the transaction has completed: a call cancelled
-        # while queued on the thread (which may still run there) leaves it False.
-        adapt._inline = began and outcome[2]
+        # while queued on the thread (which may still run there) leaves it False. Never
+        # in memory (no writer lock): sqlite3 keeps such a connection to its own thread.
+        adapt._inline = began and outcome[2] and adapt._lock is not None
         if outcome[0] is not None and begin and not began:
             adapt._begin_pending = True  # the transaction is still owed its BEGIN
         self._take(outcome)
@@ -633,10 +641,28 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             self._end(False)
 
     def _end(self, commit: bool) -> None:
-        """The stock COMMIT or ROLLBACK (none once closed), releasing the writer lock on
-        aiosqlite's thread as soon as SQLite is out of the transaction."""
-        self._inline = False
+        """COMMIT or ROLLBACK (none once closed), releasing the writer lock as soon as
+        SQLite is out of the transaction: inline in a transaction this connection began
+        (then a due checkpoint on the thread), otherwise on aiosqlite's thread."""
+        inline, self._inline = self._inline and self._idle, False
         if not self._connection._connection:
+            return
+        if inline:
+            try:
+                self._may_be_in_transaction = await_(
+                    _here(_end, self._connection, self._lock, commit)
+                )
+            except Exception as error:
+                self._handle_exception(error)
+            if commit and not self._may_be_in_transaction:
+                conn = self._connection._conn
+                if CHECKPOINTS.due(conn, self._seen):
+                    self._idle = False
+                    try:
+                        await_(self._connection._execute(CHECKPOINTS.run, conn))
+                    except Exception as error:
+                        self._handle_exception(error)
+                    self._idle = True
             return
         self._idle = False
         try:
