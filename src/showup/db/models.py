@@ -169,7 +169,6 @@ class Event(Base):
         UniqueConstraint("calendar_id", "platform_id"),
         Index("ix_events_tenant_updated", "tenant_id", "updated_at", "id"),
         Index("ix_events_calendar_start", "calendar_id", "start_time"),
-        Index("ix_events_tenant_ical_uid", "tenant_id", "ical_uid"),
         # Partial: only deleted events are in it, not an entry for every live event
         # (deleted_at NULL) that each insert paid for. ``deleted_at < :cutoff`` implies the
         # predicate, so a range on deleted_at still uses it (tests/db/test_events_indexes.py).

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from showup.api.deps import CallerDep, RuntimeDep, SessionDep, public_base
 from showup.api.errors import not_found
@@ -54,8 +54,9 @@ async def list_events(
     if is_deleted is not None:
         q = q.where(Event.is_deleted.is_(is_deleted))
     if ical_uid:
-        # Recall documents ical_uid as a case-sensitive prefix filter.
-        q = q.where(Event.ical_uid.startswith(ical_uid, autoescape=True))
+        # Recall documents ical_uid as a case-sensitive prefix filter. Not LIKE: SQLite's
+        # is case-insensitive. The same characters counted on both databases.
+        q = q.where(func.substr(Event.ical_uid, 1, len(ical_uid)) == ical_uid)
     if external_user_id:
         q = q.where(
             Event.calendar_id.in_(
