@@ -4,14 +4,15 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-25 12:00:00
 
-Hand-written. The only query on ``ical_uid`` is the events list's prefix filter. As a
-``LIKE … ESCAPE`` it could use this index on neither database (SQLite's LIKE is
-case-insensitive; PostgreSQL's needs a C collation or ``text_pattern_ops``), and as the
-case-sensitive ``substr`` comparison it is now, it cannot either: EXPLAIN showed the
-filter running over ``ix_events_tenant_updated`` both before and after. iCalUIDs are
-random, so each inserted row landed on a random page of this index: a 200-row transaction
-dirtied about 200 of its pages, which SQLite's COMMIT then wrote to the WAL under the write
-lock (raw sqlite3, the benchmark's rows: COMMIT 20 µs per row with it, 3 µs without).
+Hand-written. The only query on ``ical_uid`` is the events list's prefix filter. As the
+``LIKE … ESCAPE`` it was, SQLite could not use this index for it (its LIKE is
+case-insensitive; EXPLAIN QUERY PLAN showed ``ix_events_tenant_updated``), nor could
+PostgreSQL under any collation but C (a LIKE prefix needs ``text_pattern_ops`` there). The
+filter is now a case-sensitive ``substr`` comparison, which no plain index serves either.
+iCalUIDs are random, so each inserted row landed on a random page of this index: a 200-row
+transaction dirtied about 200 of its pages, which SQLite's COMMIT then wrote to the WAL
+under the write lock (raw sqlite3 on the benchmark's rows: COMMIT 20 µs per row with it,
+3 µs without).
 """
 
 from __future__ import annotations
