@@ -17,6 +17,7 @@ from showup.clock import Clock, SystemClock
 from showup.config import Settings
 from showup.db.engine import engine_from_settings, make_sessionmaker
 from showup.providers.base import CalendarProvider
+from showup.providers.transport import provider_transport
 from showup.security.vault import Vault
 from showup.sync.tokens import TokenCache
 from showup.webhooks.outbound import Outbound
@@ -121,10 +122,11 @@ def build_runtime(
     ``webhook_transport`` routes calls to tenants to a test receiver."""
     engine = engine or engine_from_settings(settings)
     timeout = settings.http_timeout.total_seconds()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
     http = httpx.AsyncClient(
-        transport=transport,
+        transport=transport or provider_transport(limits),
         timeout=httpx.Timeout(timeout),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        limits=limits,
         headers={"User-Agent": "showup/0.1"},
     )
     clock = clock or SystemClock()
