@@ -9,6 +9,7 @@ PostgreSQL, and on SQLite the stored datetime text is byte for byte the same.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -222,6 +223,42 @@ def test_new_ids_are_time_ordered_uuids(monkeypatch: pytest.MonkeyPatch) -> None
     first, second, third = new_id(), new_id(), new_id()
     assert first < second < third  # text order is creation order across milliseconds
     assert int(first.replace("-", "")[:12], 16) == ms
+
+
+def test_id_randomness_is_never_handed_out_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batched: one ``os.urandom`` call per batch, consecutive slices, a new batch once
+    one runs out; a forked child starts from a fresh one."""
+    calls: list[int] = []
+
+    def urandom(n: int) -> bytes:
+        calls.append(n)
+        return bytes((len(calls) + i) % 256 for i in range(n))
+
+    monkeypatch.setattr("showup.db.models.os.urandom", urandom)
+    entropy = models._Entropy()
+    taken = [entropy.take(10) for _ in range(models._Entropy.BATCH // 10 + 1)]
+    assert calls == [models._Entropy.BATCH, models._Entropy.BATCH]
+    first = bytes((1 + i) % 256 for i in range(models._Entropy.BATCH))
+    assert b"".join(taken[:-1]) == first[: 10 * (len(taken) - 1)]
+    assert taken[-1] == bytes((2 + i) % 256 for i in range(10))  # the second batch
+    entropy.forget()
+    assert entropy.take(10) == bytes((3 + i) % 256 for i in range(10))
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    new_id()  # a batch in hand before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out without pytest's teardown
+        try:
+            os.write(write, new_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child and child[14:] != new_id()[14:]  # the random part differs
 
 
 def _event_diffs(conn: Connection) -> list[Any]:

@@ -7,6 +7,7 @@ hashes (API keys). The migrations in ``db/migrations`` are the schema of record.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,40 @@ NAMING = {
 }
 
 
+class _Entropy:
+    """Random bytes from the OS, fetched a batch at a time.
+
+    ``os.urandom`` releases the GIL around its ``getrandom`` call, so a call per id made the
+    event loop give way to any thread waiting for the GIL and wait to get it back; in the
+    ingest benchmark that was several microseconds per inserted row. One call per
+    :attr:`BATCH` bytes serves as many ids; the bytes are the same CSPRNG output. Never
+    handed out twice: under a lock, and a forked child starts from a fresh batch.
+    """
+
+    BATCH = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buf = b""
+        self._pos = 0
+
+    def take(self, n: int) -> bytes:
+        with self._lock:
+            pos = self._pos
+            if pos + n > len(self._buf):
+                self._buf, pos = os.urandom(max(self.BATCH, n)), 0
+            self._pos = pos + n
+            return self._buf[pos : pos + n]
+
+    def forget(self) -> None:
+        self._lock = threading.Lock()
+        self._buf, self._pos = b"", 0
+
+
+_ENTROPY = _Entropy()
+os.register_at_fork(after_in_child=_ENTROPY.forget)
+
+
 def new_id() -> str:
     """A UUID in the version 7 layout (RFC 9562 §5.7): Unix milliseconds, then 74 random bits.
 
@@ -46,7 +81,7 @@ def new_id() -> str:
     ``created_at`` shows anyway.
     """
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 used
+    rand = int.from_bytes(_ENTROPY.take(10), "big")  # 80 bits, 74 used
     value = (
         (ms & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76
