@@ -37,8 +37,8 @@ Such a transaction's COMMIT or ROLLBACK runs inline as well, and releases the lo
 once: on the thread it waited for the GIL, held by the busy loop, before it could even
 start. The WAL checkpoint that may follow a COMMIT (:class:`Checkpoints`), which writes
 and syncs the database file, goes to the thread once the lock is released. (SQLite's own
-automatic checkpoint, left as a backstop at a higher threshold, would still run inside a
-COMMIT, inline; it does not fall due while these run.) Nothing runs inline while a call of
+automatic checkpoint, left as a backstop at twice the WAL size these run at, would still
+run inside a COMMIT, inline: only if they fell behind.) Nothing runs inline while a call of
 the connection may still be queued on the thread (one cancelled while queued may yet run
 there), and the stock server-side cursor's calls always go to the thread.
 
