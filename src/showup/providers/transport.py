@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import httpcore
@@ -87,11 +87,28 @@ class _Protocol(asyncio.Protocol):
             drained.set_result(None)
 
 
-async def _within(seconds: float | None, waiter: asyncio.Future[Any]) -> Any:
-    if seconds is None:
-        return await waiter
-    async with asyncio.timeout(seconds):
-        return await waiter
+async def _wait(
+    waiter: asyncio.Future[None],
+    seconds: float | None,
+    on_timeout: type[httpcore.TimeoutException],
+) -> None:
+    """Wait for ``waiter``, for at most ``seconds`` (None: no limit); past it, raise
+    ``on_timeout``."""
+    try:
+        if seconds is None:
+            await waiter
+            return
+        async with asyncio.timeout(seconds):
+            await waiter
+    except TimeoutError as exc:
+        raise on_timeout(str(exc)) from exc
+
+
+def _ended(proto: _Protocol) -> bytes:
+    """What a read returns once the peer is done: end of stream, or the error it left."""
+    if proto.error is not None:
+        raise httpcore.ReadError(str(proto.error)) from proto.error
+    return b""
 
 
 class AsyncioStream(AsyncNetworkStream):
@@ -105,20 +122,14 @@ class AsyncioStream(AsyncNetworkStream):
         proto = self._protocol
         if not proto.buffer:
             if proto.eof:
-                if proto.error is not None:
-                    raise httpcore.ReadError(str(proto.error)) from proto.error
-                return b""
+                return _ended(proto)
             waiter = proto.waiter = asyncio.get_running_loop().create_future()
             try:
-                await _within(timeout, waiter)
-            except TimeoutError as exc:
-                raise httpcore.ReadTimeout(str(exc)) from exc
+                await _wait(waiter, timeout, httpcore.ReadTimeout)
             finally:
                 proto.waiter = None
             if not proto.buffer:
-                if proto.error is not None:
-                    raise httpcore.ReadError(str(proto.error)) from proto.error
-                return b""  # end of stream
+                return _ended(proto)
         buffer = proto.buffer
         if len(buffer) <= max_bytes:
             data = bytes(buffer)
@@ -141,9 +152,7 @@ class AsyncioStream(AsyncNetworkStream):
         if proto.paused:
             drained = proto.drained = asyncio.get_running_loop().create_future()
             try:
-                await _within(timeout, drained)
-            except TimeoutError as exc:
-                raise httpcore.WriteTimeout(str(exc)) from exc
+                await _wait(drained, timeout, httpcore.WriteTimeout)
             finally:
                 proto.drained = None
             if proto.error is not None:
@@ -208,20 +217,11 @@ class AsyncioBackend(AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, proto = await loop.create_connection(
-                    _Protocol,
-                    host,
-                    port,
-                    local_addr=None if local_address is None else (local_address, 0),
-                )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        return _opened(transport, proto, socket_options)
+        local_addr = None if local_address is None else (local_address, 0)
+        connecting = asyncio.get_running_loop().create_connection(
+            _Protocol, host, port, local_addr=local_addr
+        )
+        return await _connect(connecting, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -229,25 +229,27 @@ class AsyncioBackend(AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, proto = await loop.create_unix_connection(_Protocol, path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        return _opened(transport, proto, socket_options)
+        connecting = asyncio.get_running_loop().create_unix_connection(_Protocol, path)
+        return await _connect(connecting, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def _opened(
-    transport: asyncio.BaseTransport,
-    proto: _Protocol,
+async def _connect(
+    connecting: Coroutine[Any, Any, tuple[asyncio.BaseTransport, _Protocol]],
+    seconds: float | None,
     socket_options: Iterable[SocketOption] | None,
 ) -> AsyncioStream:
+    """The connection ``connecting`` opens within ``seconds``, with ``socket_options`` set;
+    httpcore's errors for a timeout or a refusal."""
+    try:
+        async with asyncio.timeout(seconds):
+            transport, proto = await connecting
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(str(exc)) from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
     assert isinstance(transport, asyncio.Transport)
     sock: socket.socket | None = transport.get_extra_info("socket")
     try:
