@@ -55,7 +55,7 @@ async def list_events(
         q = q.where(Event.is_deleted.is_(is_deleted))
     if ical_uid:
         # Recall documents ical_uid as a case-sensitive prefix filter. Not LIKE: SQLite's
-        # is case-insensitive. The same characters counted on both databases.
+        # is case-insensitive. substr() counts characters on both databases, as len() does.
         q = q.where(func.substr(Event.ical_uid, 1, len(ical_uid)) == ical_uid)
     if external_user_id:
         q = q.where(
