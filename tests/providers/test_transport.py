@@ -5,6 +5,7 @@ closed while idle, timeouts, refused connections, backpressure."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ class Server:
         self.tls = tls
         self.connections = 0
         self.open = self.peak = 0
+        self.closed = asyncio.Event()  # set each time the server has closed a connection
 
     async def __aenter__(self) -> Server:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
@@ -51,6 +53,9 @@ class Server:
         finally:
             self.open -= 1
             writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+            self.closed.set()
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -124,16 +129,17 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(
     async with Server(one_then_close) as srv:
         base = f"http://127.0.0.1:{srv.port}"
         assert (await client.get(base + "/1")).status_code == 200
-        for _ in range(10):  # let the loop deliver the server's FIN to the idle connection
-            await asyncio.sleep(0)
+        await asyncio.wait_for(srv.closed.wait(), 5)  # the idle connection is closed
         assert (await client.get(base + "/2")).status_code == 200
         assert srv.connections == 2
 
 
 async def test_a_silent_server_is_a_read_timeout() -> None:
+    answer = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        await asyncio.sleep(5)
+        await answer.wait()
 
     async with (
         Server(silent) as srv,
@@ -141,6 +147,7 @@ async def test_a_silent_server_is_a_read_timeout() -> None:
     ):
         with pytest.raises(httpx.ReadTimeout):
             await c.get(f"http://127.0.0.1:{srv.port}/")
+        answer.set()
 
 
 async def test_a_server_that_stops_reading_is_a_write_timeout() -> None:
