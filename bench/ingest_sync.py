@@ -269,18 +269,26 @@ async def _drain_here(rt: Runtime) -> dict[str, Any]:
     outcomes, drains = await _drain_all(rt)
     elapsed = time.perf_counter() - t0
     cpu, main_cpu = time.process_time() - cpu0, time.thread_time() - main0
-    peak = peak_kib()
     return {
         "elapsed_s": elapsed,
         "drain_calls": drains,
         "cpu_s": cpu,
         # The event loop's thread: everything but SQLite (aiosqlite runs it in its own threads).
         "main_thread_cpu_s": main_cpu,
+        **_memory(baseline, peak_reset),
+        "results": _results(outcomes),
+    }
+
+
+def _memory(baseline: int, peak_reset: bool) -> dict[str, float | None]:
+    """This process's memory figures now, against its RSS ``baseline`` (KiB) taken when
+    the peak was reset (``peak_reset``: whether that worked)."""
+    peak = peak_kib()
+    return {
         "rss_baseline_mib": baseline / 1024,
         "rss_peak_mib": peak / 1024,
         "rss_increase_mib": (peak - baseline) / 1024 if peak_reset else None,
         "ru_maxrss_mib": maxrss_kib() / 1024,
-        "results": _results(outcomes),
     }
 
 
@@ -362,7 +370,7 @@ async def _drain_part(cfg: dict[str, Any], data_dir: Path, ready: Any, go: Any) 
         outcomes, drains = await _drain_shared(rt)
         ended = time.monotonic()
         cpu, main_cpu = time.process_time() - cpu0, time.thread_time() - main0
-        peak = peak_kib()
+        memory = _memory(baseline, peak_reset)
     finally:
         await rt.aclose()
     return {
@@ -371,10 +379,7 @@ async def _drain_part(cfg: dict[str, Any], data_dir: Path, ready: Any, go: Any) 
         "drain_calls": drains,
         "cpu_s": cpu,
         "main_thread_cpu_s": main_cpu,
-        "rss_baseline_mib": baseline / 1024,
-        "rss_peak_mib": peak / 1024,
-        "rss_increase_mib": (peak - baseline) / 1024 if peak_reset else None,
-        "ru_maxrss_mib": maxrss_kib() / 1024,
+        **memory,
         "results": dict(_results(outcomes)),
     }
 
