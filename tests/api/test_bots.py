@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from showup.db.bot_models import Bot, BotEvent
@@ -34,6 +33,7 @@ from tests.bots.support import (
     secret,
     settings,
 )
+from tests.support.helpers import listening
 
 __all__ = ["receiver", "runtime", "secret", "settings"]  # fixtures for this module
 
@@ -445,16 +445,12 @@ async def test_event_lists_show_bots_with_one_query_per_page(
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
-    sync_engine = runtime.engine.sync_engine
-    sa_event.listen(sync_engine, "before_cursor_execute", count)
-    try:
+    with listening(runtime.engine, "before_cursor_execute", count):
         small = await api.get("/api/v2/calendar-events/", params={"page_size": 2})
         n_small = len(statements)
         statements.clear()
         big = await api.get("/api/v2/calendar-events/", params={"page_size": 12})
         n_big = len(statements)
-    finally:
-        sa_event.remove(sync_engine, "before_cursor_execute", count)
     assert n_small == n_big  # the bots of a page cost one query, whatever its size
     assert all(len(e["bots"]) == 1 for e in big.json()["results"])
     assert all(e["bots"][0]["status"] == "scheduled" for e in small.json()["results"])

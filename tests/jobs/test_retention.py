@@ -12,14 +12,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from showup.db.bot_models import Bot, BotEvent
 from showup.db.models import Event, new_id
 from showup.jobs import retention as retention_module
 from showup.jobs.retention import EventRetention
-from tests.support.helpers import bare_calendar, counting_commits
+from tests.support.helpers import bare_calendar, counting_commits, listening, paced_pass
 
 RETENTION = timedelta(days=60)  # the default
 DAY = timedelta(days=1)
@@ -126,11 +126,7 @@ async def test_a_pass_purges_in_small_batches_over_several_calls(
     retention = EventRetention(batch_size=4, batches_per_call=1, calendars_per_batch=2)
     with counting_commits(engine) as commits:
         started = clock.now()
-        per_call = [await retention.run(runtime)]
-        while retention.busy:
-            assert await retention.run(runtime) == 0  # the next slice comes a second later
-            clock.advance(timedelta(seconds=1))
-            per_call.append(await retention.run(runtime))
+        per_call = await paced_pass(retention, runtime, clock)
     # 7 deleted: 4 | 3, then the first two calendars' 10 ended events topped up by one |
     # 4 | 4 | their last one | the third calendar's 5: 4 | 1.
     assert per_call == [4, 4, 4, 4, 1, 4, 1]
@@ -226,11 +222,8 @@ async def test_every_statement_of_a_pass_reads_through_an_index(
         if " events" in sql:
             statements.append((sql, params))
 
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
+    with listening(engine, "before_cursor_execute", capture):
         await EventRetention(batch_size=4, calendars_per_batch=2).run_now(runtime)
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
     assert len(statements) > 10
 
     sqlite = engine.dialect.name == "sqlite"

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event
 
 from showup.db.models import Calendar
+
+
+@contextmanager
+def listening(engine: Any, name: str, fn: Callable[..., Any]) -> Iterator[None]:
+    """``fn`` listens for SQLAlchemy's ``name`` events on ``engine`` (an AsyncEngine or its
+    sync engine) while the block runs."""
+    target = getattr(engine, "sync_engine", engine)
+    event.listen(target, name, fn)
+    try:
+        yield
+    finally:
+        event.remove(target, name, fn)
 
 
 @contextmanager
@@ -21,12 +33,8 @@ def counting_transactions(runtime: Any) -> Iterator[list[str]]:
     def on_begin(conn: Any) -> None:
         begun.append("begin")
 
-    engine = runtime.engine.sync_engine
-    event.listen(engine, "begin", on_begin)
-    try:
+    with listening(runtime.engine, "begin", on_begin):
         yield begun
-    finally:
-        event.remove(engine, "begin", on_begin)
 
 
 @contextmanager
@@ -38,11 +46,8 @@ def counting_commits(engine: Any) -> Iterator[list[int]]:
     def count(_conn: Any) -> None:
         commits[0] += 1
 
-    event.listen(engine.sync_engine, "commit", count)
-    try:
+    with listening(engine, "commit", count):
         yield commits
-    finally:
-        event.remove(engine.sync_engine, "commit", count)
 
 
 async def until(condition: Any) -> None:
@@ -50,6 +55,18 @@ async def until(condition: Any) -> None:
     async with asyncio.timeout(10):
         while not condition():  # noqa: ASYNC110 - the condition has no event to wait on
             await asyncio.sleep(0.01)
+
+
+async def paced_pass(retention: Any, runtime: Any, clock: Any) -> list[int]:
+    """Run a retention pass slice by slice, as the worker's maintenance does: the rows
+    each call purged. A call before the pause between slices is over purges nothing; the
+    clock then moves on a second."""
+    per_call = [await retention.run(runtime)]
+    while retention.busy:
+        assert await retention.run(runtime) == 0  # the next slice comes a second later
+        clock.advance(timedelta(seconds=1))
+        per_call.append(await retention.run(runtime))
+    return per_call
 
 
 def bare_calendar(tenant_id: str, now: datetime) -> Calendar:

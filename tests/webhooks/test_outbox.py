@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from showup.db.webhook_models import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from showup.tenants import create_tenant
@@ -21,6 +21,7 @@ from showup.webhooks.outbox import (
     EVENT_TYPES,
     enqueue,
 )
+from tests.support.helpers import listening
 from tests.webhooks.helpers import add_endpoint, all_deliveries, announce
 from tests.webhooks.support import HOOK_URL, Receiver
 
@@ -200,12 +201,8 @@ def endpoint_reads(runtime: Any) -> Iterator[list[str]]:
         if statement.lstrip().upper().startswith("SELECT") and "webhook_endpoints" in statement:
             seen.append(statement)
 
-    engine = runtime.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
+    with listening(runtime.engine, "before_cursor_execute", on_execute):
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
 
 
 async def test_one_transaction_reads_the_endpoints_once(

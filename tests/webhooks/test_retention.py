@@ -20,7 +20,7 @@ from showup.db.webhook_models import WebhookAttempt, WebhookDelivery, WebhookMes
 from showup.tenants import create_tenant
 from showup.webhooks.outbox import BOT_CANCELLED, BOT_SCHEDULED, BOT_UPDATED
 from showup.webhooks.retention import WebhookRetention, purge_messages
-from tests.support.helpers import counting_commits
+from tests.support.helpers import counting_commits, paced_pass
 from tests.webhooks.helpers import ENDPOINTS, add_endpoint, all_deliveries, announce
 from tests.webhooks.support import HOOK_URL, Receiver, Reply
 
@@ -40,14 +40,6 @@ async def counts(runtime: Any) -> tuple[int, int, int]:
                 for model in (WebhookMessage, WebhookDelivery, WebhookAttempt)
             ]
         )
-
-
-async def purge_all(runtime: Any, retention: WebhookRetention) -> int:
-    """Run a pass to its end now, slice after slice (forced: without the pauses)."""
-    purged = await retention.run(runtime, force=True)
-    while retention.busy:
-        purged += await retention.run(runtime, force=True)
-    return purged
 
 
 def test_setting_defaults_to_30_days_and_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,10 +80,10 @@ async def test_finished_messages_go_after_the_retention_with_deliveries_and_atte
     assert await counts(runtime) == (3, 6, 6)
 
     clock.set(ended + RETENTION)
-    assert await purge_all(runtime, WebhookRetention()) == 0
+    assert await WebhookRetention().run_now(runtime) == 0
     assert await counts(runtime) == (3, 6, 6)
     clock.set(ended + RETENTION + timedelta(seconds=1))
-    assert await purge_all(runtime, WebhookRetention()) == 3
+    assert await WebhookRetention().run_now(runtime) == 3
     assert await counts(runtime) == (0, 0, 0)
 
 
@@ -123,7 +115,7 @@ async def test_pending_and_leased_deliveries_keep_their_message_whatever_its_age
     await worker.drain()
 
     clock.advance(RETENTION * 3)
-    assert await purge_all(runtime, WebhookRetention()) == 1
+    assert await WebhookRetention().run_now(runtime) == 1
     assert await message_ids(runtime) == {half_done, leased}
     pending = [d for d in await all_deliveries(runtime) if d.status == "pending"]
     assert [d.message_id for d in pending] == [half_done]
@@ -141,15 +133,15 @@ async def test_a_replay_keeps_the_whole_message_for_another_retention(
     r = await api.post(f"{ENDPOINTS}{ep_id}/deliveries/{original.id}/replay/")
     assert r.status_code == 201, r.text
     retention = WebhookRetention()
-    assert await purge_all(runtime, retention) == 0  # the replay is pending
+    assert await retention.run_now(runtime) == 0  # the replay is pending
     await worker.drain()
     replayed_at = clock.now()
 
     clock.set(replayed_at + RETENTION)
-    assert await purge_all(runtime, retention) == 0  # the replay ended within the retention
+    assert await retention.run_now(runtime) == 0  # the replay ended within the retention
     assert await counts(runtime) == (1, 2, 2)
     clock.set(replayed_at + RETENTION + timedelta(seconds=1))
-    assert await purge_all(runtime, retention) == 1
+    assert await retention.run_now(runtime) == 1
     assert msg not in await message_ids(runtime) and await counts(runtime) == (0, 0, 0)
 
 
@@ -186,11 +178,7 @@ async def test_batches_are_small_transactions_and_a_call_does_only_a_few(
     with counting_commits(engine) as commits:
         retention = WebhookRetention(batch_size=3, batches_per_call=2)
         started = clock.now()
-        per_call = [await retention.run(runtime)]
-        while retention.busy:
-            assert await retention.run(runtime) == 0  # the next slice comes a second later
-            clock.advance(timedelta(seconds=1))
-            per_call.append(await retention.run(runtime))
+        per_call = await paced_pass(retention, runtime, clock)
         # 7 old messages per tenant, batches of 3 (a tenant's last one is topped up from
         # the next tenant), two batches per call: 3+3 | 1+2, 3 | 2.
         assert per_call == [6, 6, 2]
@@ -236,7 +224,7 @@ async def test_deliveries_listing_after_a_purge(
     second = (await api.get(page["next"])).json()
     clock.advance(timedelta(hours=2))  # the first two are past the retention now
 
-    assert await purge_all(runtime, WebhookRetention()) == 2
+    assert await WebhookRetention().run_now(runtime) == 2
     after = await api.get(listing)
     assert after.status_code == 200
     assert [d["webhook_id"] for d in after.json()["results"]][-1] == kept
