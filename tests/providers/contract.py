@@ -23,6 +23,7 @@ Conventions the backend must follow:
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -183,7 +184,8 @@ async def sync(h: Harness, cursor: str | None = None) -> Round:
         assert event.start_time.tzinfo is not None and event.start_time.utcoffset() == timedelta(0)
         assert event.end_time.utcoffset() == timedelta(0)
         assert event.end_time >= event.start_time
-        assert isinstance(event.raw, dict) and event.raw
+        raw = event.raw if isinstance(event.raw, dict) else json.loads(event.raw.text)
+        assert isinstance(raw, dict) and raw
     return Round(pages, upserts, deletions, last.next_cursor)
 
 

@@ -1,9 +1,10 @@
-"""The first sync after an upgrade from version 1 or version 2 fingerprints (earlier
-releases) moves ``updated_at`` only for what really changed, on both providers and both
-databases.
+"""The first sync after an upgrade from version 1, 2 or 3 fingerprints (earlier releases)
+moves ``updated_at`` only for what really changed, on both providers and both databases.
 
 The database is turned into one an earlier release wrote: after a sync, every row gets the
-version 1 (or 2) fingerprint of its event, as that release computed and stored it.
+version 1 (2, 3) fingerprint of its event, as that release computed and stored it. Version 3
+is still current for Microsoft's events (decoded payloads); Google's are now version 4 (the
+provider's own text), so for them version 3 is an upgrade too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from sqlalchemy import select
 from showup.db.models import Event
 from showup.providers import google_normalize, microsoft_normalize
 from showup.providers.base import RemoteEvent
-from showup.sync.plan import FINGERPRINT_VERSION, fingerprint_v1, fingerprint_v2
+from showup.sync.plan import (
+    FINGERPRINT_VERSION,
+    FINGERPRINT_VERSION_TEXT,
+    fingerprint_v1,
+    fingerprint_v2,
+    fingerprint_v3,
+)
 from tests.sync.helpers import all_events
 from tests.sync.test_sync_e2e import ALICE, connect_alice, seed
 
@@ -37,8 +44,12 @@ OldFingerprint = Callable[[RemoteEvent], str]
 
 # Each earlier version's fingerprint function, and its fingerprints' prefix.
 OLD_VERSIONS = pytest.mark.parametrize(
-    ("old", "prefix"), [(fingerprint_v1, ""), (fingerprint_v2, "2:")], ids=["v1", "v2"]
+    ("old", "prefix"),
+    [(fingerprint_v1, ""), (fingerprint_v2, "2:"), (fingerprint_v3, "3:")],
+    ids=["v1", "v2", "v3"],
 )
+# The version each platform's events are fingerprinted with now.
+CURRENT = {"google_calendar": FINGERPRINT_VERSION_TEXT, "microsoft_outlook": FINGERPRINT_VERSION}
 
 
 async def _downgrade_fingerprints(
@@ -93,7 +104,7 @@ async def test_full_sync_after_upgrade_refreshes_fingerprints_without_moving_upd
             assert after[pid]["title"] == "Zoom call (renamed)"
         else:
             assert after[pid] == ev  # not rewritten: same updated_at, same everything
-    assert all(fp.startswith(FINGERPRINT_VERSION + ":") for fp in await _fingerprints(runtime))
+    assert all(fp.startswith(CURRENT[platform] + ":") for fp in await _fingerprints(runtime))
 
     # And from then on a full sync of unchanged events changes nothing.
     world.expire_sync_tokens()

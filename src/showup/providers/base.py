@@ -55,13 +55,28 @@ class Attendee:
 
 
 @dataclass(frozen=True, slots=True)
+class RawJSON:
+    """A provider's event object kept as the JSON text it came in, not decoded into dicts.
+
+    ``text`` is that object's compact JSON (the provider's keys, in the provider's order):
+    what the ``raw`` column stores. ``stable`` is the same text without the provider's
+    bookkeeping members (etag, update stamp, sequence): what the fingerprint hashes, so
+    that they change nothing a user can see.
+    """
+
+    text: str
+    stable: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteEvent:
     """One live occurrence as the provider describes it, normalized."""
 
     platform_id: str
     start_time: datetime  # aware UTC
     end_time: datetime  # aware UTC, exclusive
-    raw: dict[str, Any]
+    # The provider's object: decoded, or (Google's fast path) as its JSON text.
+    raw: dict[str, Any] | RawJSON
     ical_uid: str | None = None
     recurring_event_id: str | None = None
     title: str | None = None

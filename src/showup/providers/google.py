@@ -57,7 +57,7 @@ from showup.providers.errors import (
     Rejected,
     Transient,
 )
-from showup.providers.google_normalize import normalize_items
+from showup.providers.google_normalize import events_page
 from showup.providers.http import (
     describe,
     error_payload,
@@ -221,28 +221,32 @@ class GoogleCalendarProvider:
             response = await send_authorized(self._http, token, "GET", url, params=query)
             if response.status_code != 200:
                 raise self._api_error(response, cursor_sent=cursor is not None)
-            body = json_object(response)
-            calendar_tz = body.get("timeZone")
-            upserts, deletions = normalize_items(
-                body.get("items"), calendar_tz if isinstance(calendar_tz, str) else None
-            )
-            next_page = body.get("nextPageToken")
-            if isinstance(next_page, str) and next_page:
+            try:
+                page = events_page(response.content)
+            except ValueError as exc:
+                raise Transient(
+                    f"events page is not a JSON object ({describe(response.request)})",
+                    status=response.status_code,
+                ) from exc
+            next_page = page.next_page_token
+            if next_page is not None:
                 # A page token that repeats would loop forever; only a broken server does it.
                 if next_page == page_token:
                     raise Transient(f"nextPageToken did not advance ({describe(response.request)})")
-                yield ChangePage(upserts=upserts, deletions=deletions)
+                yield ChangePage(upserts=page.upserts, deletions=page.deletions)
                 page_token = next_page
                 continue
-            sync_token = body.get("nextSyncToken")
-            if not isinstance(sync_token, str) or not sync_token:
+            if page.next_sync_token is None:
                 raise Transient(
                     f"events page has neither nextPageToken nor nextSyncToken "
                     f"({describe(response.request)})",
                     status=200,
                 )
             yield ChangePage(
-                upserts=upserts, deletions=deletions, next_cursor=sync_token, is_last=True
+                upserts=page.upserts,
+                deletions=page.deletions,
+                next_cursor=page.next_sync_token,
+                is_last=True,
             )
             return
 

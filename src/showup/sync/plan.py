@@ -17,31 +17,35 @@ Fingerprints
 A fingerprint hashes what a user can see of an event: the derived columns and the
 provider's payload minus its bookkeeping (:data:`_VOLATILE_RAW_KEYS`). ``updated_at`` moves
 only when it changes (DESIGN, issue 2). The payload's JSON text is made once per event
-(:func:`encode`) and serves twice: it is hashed, and it is what the ``raw`` column stores
+(:func:`encode`), or is the provider's own text (:class:`~showup.providers.base.RawJSON`,
+Google's pages), and serves twice: it is hashed, and it is what the ``raw`` column stores
 (:class:`~showup.db.types.JSONText`); likewise the attendees' JSON.
 
-Fingerprints carry their version as a prefix (``"3:" + hex``). Earlier versions hashed
-other serializations of the same fields: version 1 (no prefix, 32 hex digits) a JSON object
-with blake2b, version 2 (``"2:"``) the stdlib's ASCII-escaped JSON texts, where version 3
-hashes orjson's UTF-8 texts. A row stored with an older version is compared by recomputing
-that version's fingerprint from the remote event (:func:`fingerprint_v1`,
-:func:`fingerprint_v2`): equal means nothing visible changed, and the row only gets the
-current fingerprint (Refresh, ``updated_at`` stays), so the first sync after an upgrade
-does not rewrite every event.
+Fingerprints carry their version as a prefix (``"3:" + hex``). Two versions are current:
+3 hashes orjson's canonical UTF-8 text (sorted keys) of a decoded payload, 4 the
+provider's compact text of a payload that was never decoded (its key order is the
+provider's, fixed per resource). Earlier versions hashed other serializations of the same
+fields: version 1 (no prefix, 32 hex digits) a JSON object with blake2b, version 2
+(``"2:"``) the stdlib's ASCII-escaped JSON texts. A row stored with another version than
+the remote event's is compared by recomputing that version's fingerprint from the remote
+event (:func:`fingerprint_v1`, :func:`fingerprint_v2`, :func:`fingerprint_v3`): equal
+means nothing visible changed, and the row only gets the new fingerprint (Refresh,
+``updated_at`` stays), so the first sync after an upgrade does not rewrite every event.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from showup.db.types import JSONText
-from showup.providers.base import Attendee, ChangePage, RemoteEvent, SyncWindow
+from showup.providers.base import Attendee, ChangePage, RawJSON, RemoteEvent, SyncWindow
+from showup.providers.http import decode_json
 
 # Provider bookkeeping that changes without anything a user can see changing.
 _VOLATILE_RAW_KEYS = frozenset(
@@ -50,6 +54,11 @@ _VOLATILE_RAW_KEYS = frozenset(
 
 FINGERPRINT_VERSION = "3"
 _PREFIX = FINGERPRINT_VERSION + ":"
+# The same parts, with the provider's own JSON text of the payload (RawJSON) hashed instead
+# of the canonical encoding of its decoded value.
+FINGERPRINT_VERSION_TEXT = "4"
+_PREFIX_TEXT = FINGERPRINT_VERSION_TEXT + ":"
+_CURRENT = (_PREFIX, _PREFIX_TEXT)
 
 # Version 2's encoders (the stdlib's, ASCII-only output as SQLAlchemy's JSON columns write
 # it). Version 3 falls back to the first for what orjson cannot encode.
@@ -158,6 +167,10 @@ def _derived(ev: RemoteEvent) -> str:
 
 def encode(ev: RemoteEvent) -> Encoded:
     raw = ev.raw
+    if type(raw) is RawJSON:
+        # The provider's own text: stored as is, hashed without its bookkeeping.
+        return _encoded(ev, _PREFIX_TEXT, raw.stable, JSONText(raw.text))
+    assert not isinstance(raw, RawJSON)  # for mypy: a subclass would not be exact
     volatile = _VOLATILE_RAW_KEYS.intersection(raw)
     if volatile:
         stable = dict(raw)
@@ -171,6 +184,10 @@ def encode(ev: RemoteEvent) -> Encoded:
         raw_json = stable_json[:-1] + sep + volatile_json[1:]
     else:
         stable_json = raw_json = _canonical(raw)
+    return _encoded(ev, _PREFIX, stable_json, JSONText(raw_json.decode()))
+
+
+def _encoded(ev: RemoteEvent, prefix: str, stable_json: bytes, raw: JSONText) -> Encoded:
     attendees_text = "[" + ",".join([_attendee_json(a) for a in ev.attendees]) + "]"
     # The three parts cannot run into each other: each ends where its syntax says. A title
     # may hold a lone surrogate (from a "\ud800" escape); the JSON texts are valid UTF-8.
@@ -178,7 +195,7 @@ def encode(ev: RemoteEvent) -> Encoded:
         (_derived(ev).encode("utf-8", "surrogatepass"), attendees_text.encode(), stable_json)
     )
     digest = hashlib.sha256(blob).hexdigest()[:32]
-    return Encoded(_PREFIX + digest, JSONText(raw_json.decode()), JSONText(attendees_text))
+    return Encoded(prefix + digest, raw, JSONText(attendees_text))
 
 
 def fingerprint(ev: RemoteEvent) -> str:
@@ -201,7 +218,7 @@ def fingerprint_v1(ev: RemoteEvent) -> str:
         "p": ev.meeting_platform,
         "i": ev.ical_uid,
         "r": ev.recurring_event_id,
-        "raw": {k: v for k, v in ev.raw.items() if k not in _VOLATILE_RAW_KEYS},
+        "raw": {k: v for k, v in _payload(ev).items() if k not in _VOLATILE_RAW_KEYS},
     }
     blob = json.dumps(visible, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
@@ -211,10 +228,25 @@ def fingerprint_v2(ev: RemoteEvent) -> str:
     """Version 2's fingerprint (stored by releases before version 3: the same parts as
     :func:`encode` hashes, serialized by the stdlib), to recognise rows whose visible content
     has not changed since. Kept only for that comparison."""
-    stable = {k: v for k, v in ev.raw.items() if k not in _VOLATILE_RAW_KEYS}
+    stable = {k: v for k, v in _payload(ev).items() if k not in _VOLATILE_RAW_KEYS}
     attendees_text = _compact_v2([a.as_dict() for a in ev.attendees])
     blob = f"{_derived(ev)}\n{attendees_text}\n{_canonical_v2(stable)}"
     return "2:" + hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def fingerprint_v3(ev: RemoteEvent) -> str:
+    """Version 3's fingerprint (of the decoded payload), for an event read as its JSON text
+    (version 4), to recognise rows stored by releases that decoded every payload."""
+    return encode(replace(ev, raw=_payload(ev))).fingerprint
+
+
+def _payload(ev: RemoteEvent) -> dict[str, Any]:
+    raw = ev.raw
+    if type(raw) is RawJSON:
+        value = decode_json(raw.text.encode())
+        return value if isinstance(value, dict) else {}
+    assert not isinstance(raw, RawJSON)
+    return raw
 
 
 def _same_as_stored(ev: RemoteEvent, stored_fp: str) -> bool:
@@ -223,7 +255,11 @@ def _same_as_stored(ev: RemoteEvent, stored_fp: str) -> bool:
         return fingerprint_v1(ev) == stored_fp
     if stored_fp.startswith("2:"):
         return fingerprint_v2(ev) == stored_fp
-    return False  # an unknown (newer or corrupt) version: rewrite the row to be safe
+    if stored_fp.startswith(_PREFIX) and type(ev.raw) is RawJSON:
+        return fingerprint_v3(ev) == stored_fp
+    # An unknown (newer or corrupt) version, or version 4 against a payload that came
+    # decoded (only when the provider's text could not be read as typed): rewrite the row.
+    return False
 
 
 def _row(ev: RemoteEvent, enc: Encoded) -> dict[str, Any]:
@@ -302,7 +338,7 @@ def plan_page(
             continue
         if (
             not have.is_deleted
-            and not have.fingerprint.startswith(_PREFIX)
+            and not have.fingerprint.startswith(enc.fingerprint[:2])
             and _same_as_stored(ev, have.fingerprint)
         ):
             actions.append(Refresh(have.id, enc.fingerprint))
