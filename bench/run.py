@@ -29,6 +29,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "1,000 calendars x 200 events from the emulator through the full sync into SQLite, "
         "against google-api-python-client merely paging the same data",
     ),
+    "ingest-floor": Benchmark(
+        "bench.ingest_floor",
+        "CPU per event of what a full sync cannot skip (read the page, encode, rows, SQLite "
+        "insert and commit), each step alone on the ingest benchmark's events",
+    ),
     "dispatch": Benchmark(
         "bench.dispatch",
         "5,000 bots due within one minute launched through the webhook launcher to a local "

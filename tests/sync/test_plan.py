@@ -1,6 +1,6 @@
 """The planner's fingerprints: what moves them, the JSON texts they share with the row, and
-the upgrade from version 1 (no prefix) and version 2 fingerprints without moving
-``updated_at``."""
+the upgrade from version 1 (no prefix), 2 and (for payloads kept as text) 3 fingerprints
+without moving ``updated_at``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from showup.db.types import JSONText
-from showup.providers.base import Attendee, ChangePage, RemoteEvent, SyncWindow
+from showup.providers.base import Attendee, ChangePage, RawJSON, RemoteEvent, SyncWindow
 from showup.sync.plan import (
     FINGERPRINT_VERSION,
+    FINGERPRINT_VERSION_TEXT,
     Insert,
     Refresh,
     Stored,
@@ -25,6 +26,7 @@ from showup.sync.plan import (
     fingerprint,
     fingerprint_v1,
     fingerprint_v2,
+    fingerprint_v3,
     plan_page,
 )
 
@@ -286,3 +288,43 @@ def test_attendee_texts_are_cached_per_instance_and_bounded() -> None:
     for i in range(plan._ATTENDEE_JSON_MAX + 5):
         plan._attendee_json(Attendee(f"p{i}@example.com", None, "needs_action"))
     assert len(plan._ATTENDEE_JSON) <= plan._ATTENDEE_JSON_MAX
+
+
+def as_text(ev: RemoteEvent) -> RemoteEvent:
+    """``ev`` as Google's fast path hands it over: its payload as the provider's text."""
+    assert isinstance(ev.raw, dict)
+    text = json.dumps(ev.raw, ensure_ascii=False, separators=(",", ":"))
+    stable = json.loads(text)
+    for key in ("etag", "updated", "sequence"):
+        stable.pop(key, None)
+    hashed = json.dumps(stable, ensure_ascii=False, separators=(",", ":")).encode()
+    return dataclasses.replace(ev, raw=RawJSON(text, hashed))
+
+
+def test_text_payloads_are_version_4_stored_as_sent() -> None:
+    ev = as_text(event())
+    enc = encode(ev)
+    assert enc.fingerprint.startswith(FINGERPRINT_VERSION_TEXT + ":")
+    assert isinstance(ev.raw, RawJSON) and enc.raw == JSONText(ev.raw.text)
+    assert fingerprint_v3(ev) == fingerprint(event())  # the decoded payload's version 3
+
+
+def test_version_3_fingerprint_of_a_text_payload_with_the_same_content_is_only_refreshed() -> None:
+    # Rows a release before version 4 stored for Google events: nothing visible changed.
+    stored = {"evt1": Stored("id1", fingerprint(event()), False)}
+    actions = plan_page(page(as_text(with_raw(etag='"2"'))), stored, WINDOW)
+    assert actions == [Refresh("id1", fingerprint(as_text(event())))]
+    stored = {"evt1": Stored("id1", actions[0].fingerprint, False)}  # type: ignore[union-attr]
+    assert plan_page(page(as_text(event())), stored, WINDOW) == []
+    # Changed content is an update, from either version.
+    for fp in (fingerprint(event()), fingerprint(as_text(event()))):
+        stored = {"evt1": Stored("id1", fp, False)}
+        [action] = plan_page(page(as_text(with_raw(description="agenda"))), stored, WINDOW)
+        assert isinstance(action, Update)
+
+
+def test_version_4_fingerprint_against_a_decoded_payload_is_rewritten() -> None:
+    # Only when the fast path could not read an item: the row is rewritten, to be safe.
+    stored = {"evt1": Stored("id1", fingerprint(as_text(event())), False)}
+    [action] = plan_page(page(event()), stored, WINDOW)
+    assert isinstance(action, Update) and action.values["fingerprint"] == fingerprint(event())

@@ -58,7 +58,6 @@ _PREFIX = FINGERPRINT_VERSION + ":"
 # of the canonical encoding of its decoded value.
 FINGERPRINT_VERSION_TEXT = "4"
 _PREFIX_TEXT = FINGERPRINT_VERSION_TEXT + ":"
-_CURRENT = (_PREFIX, _PREFIX_TEXT)
 
 # Version 2's encoders (the stdlib's, ASCII-only output as SQLAlchemy's JSON columns write
 # it). Version 3 falls back to the first for what orjson cannot encode.
@@ -167,10 +166,9 @@ def _derived(ev: RemoteEvent) -> str:
 
 def encode(ev: RemoteEvent) -> Encoded:
     raw = ev.raw
-    if type(raw) is RawJSON:
+    if isinstance(raw, RawJSON):
         # The provider's own text: stored as is, hashed without its bookkeeping.
         return _encoded(ev, _PREFIX_TEXT, raw.stable, JSONText(raw.text))
-    assert not isinstance(raw, RawJSON)  # for mypy: a subclass would not be exact
     volatile = _VOLATILE_RAW_KEYS.intersection(raw)
     if volatile:
         stable = dict(raw)
@@ -242,10 +240,9 @@ def fingerprint_v3(ev: RemoteEvent) -> str:
 
 def _payload(ev: RemoteEvent) -> dict[str, Any]:
     raw = ev.raw
-    if type(raw) is RawJSON:
+    if isinstance(raw, RawJSON):
         value = decode_json(raw.text.encode())
         return value if isinstance(value, dict) else {}
-    assert not isinstance(raw, RawJSON)
     return raw
 
 
@@ -255,7 +252,7 @@ def _same_as_stored(ev: RemoteEvent, stored_fp: str) -> bool:
         return fingerprint_v1(ev) == stored_fp
     if stored_fp.startswith("2:"):
         return fingerprint_v2(ev) == stored_fp
-    if stored_fp.startswith(_PREFIX) and type(ev.raw) is RawJSON:
+    if stored_fp.startswith(_PREFIX) and isinstance(ev.raw, RawJSON):
         return fingerprint_v3(ev) == stored_fp
     # An unknown (newer or corrupt) version, or version 4 against a payload that came
     # decoded (only when the provider's text could not be read as typed): rewrite the row.
