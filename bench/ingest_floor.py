@@ -15,7 +15,10 @@ stored event needs, and each step's CPU time (``time.process_time``) is summed:
 4. **store**: the stdlib's sqlite3 on a database migrated by showup (same schema, page
    size, WAL, cache and ``synchronous`` as ``db/engine.py``): per page ``BEGIN
    IMMEDIATE``, the sync's own INSERT (``apply._SQLITE_INSERT``) for every row, ``COMMIT``;
-   a passive checkpoint every 10,000 rows, as ``db/sqlite_adapter.py`` does.
+   a passive checkpoint every 10,000 rows, as ``db/sqlite_adapter.py`` does. Each run
+   starts from a fresh copy of the empty database.
+
+The garbage collector is tuned as in a worker process (``server.tune_gc``).
 
 What this leaves out and a real sync still pays: receiving the pages over HTTP (one
 request per page, plus the token refresh and ``calendars.get``), the event loop, the
@@ -31,6 +34,7 @@ import argparse
 import asyncio
 import base64
 import importlib
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -55,6 +59,7 @@ from showup.emulator.google.listing import EventLister, ListQuery
 from showup.providers.base import ChangePage, SyncWindow
 from showup.providers.google_normalize import events_page
 from showup.runtime import build_runtime
+from showup.server import tune_gc
 from showup.sync import apply, plan
 
 STEPS = ("read", "encode", "rows", "store")
@@ -95,8 +100,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute(f"PRAGMA wal_autocheckpoint={db_engine.SQLITE_WAL_AUTOCHECKPOINT}")
     db.execute(f"PRAGMA cache_size=-{db_engine.SQLITE_CACHE_KIB}")
-    db.execute("DELETE FROM events")
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return db
 
 
@@ -157,22 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     total = args.calendars * args.events
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="showup-floor-") as tmp:
-        asyncio.run(_migrate(Path(tmp)))
-        [path] = Path(tmp).glob("*.db")
-        db = _connect(path)
-        try:
-            for i in range(args.runs):
-                db.execute("DELETE FROM events")
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        asyncio.run(_migrate(Path(tmp) / "migrated"))
+        [empty] = (Path(tmp) / "migrated").glob("*.db")
+        tune_gc()  # as a worker process does once it is set up
+        for i in range(args.runs):
+            path = Path(tmp) / f"run{i}.db"  # each run on a fresh copy of the empty database
+            shutil.copyfile(empty, path)
+            db = _connect(path)
+            try:
                 spent = _run(pages, db, now)
                 stored = db.execute("SELECT count(*) FROM events").fetchone()[0]
-                if stored != total:
-                    raise SystemExit(f"run {i + 1} stored {stored} rows, expected {total}")
-                runs.append({k: v / total * 1e6 for k, v in spent.items()})
-                took = sum(runs[-1].values())
-                print(f"[floor] run {i + 1}: {took:.1f} us/event", file=sys.stderr)
-        finally:
-            db.close()
+            finally:
+                db.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if stored != total:
+                raise SystemExit(f"run {i + 1} stored {stored} rows, expected {total}")
+            runs.append({k: v / total * 1e6 for k, v in spent.items()})
+            took = sum(runs[-1].values())
+            print(f"[floor] run {i + 1}: {took:.1f} us/event", file=sys.stderr)
 
     stats: dict[str, Callable[[list[float]], float]] = {
         "median": statistics.median,
