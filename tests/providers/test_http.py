@@ -19,6 +19,7 @@ from showup.providers.http import (
     parse_retry_after,
     send,
     send_authorized,
+    without_nul,
 )
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -205,6 +206,32 @@ def test_decode_json_raises_what_the_stdlib_raises(body: bytes) -> None:
     with pytest.raises(Transient):
         json_object(httpx.Response(200, content=body, request=request))
     assert error_payload(httpx.Response(500, content=body, request=request)) == {}
+
+
+def _nul_free(value: object) -> object:
+    """``value`` with NUL written as U+FFFD in every string, keys included."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_nul_free(k): _nul_free(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nul_free(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"summary":"a\\u0000b","n\\u0000k":["\\u0000","x\\u0000\\u0000"]}',
+        b'{"escaped backslash":"\\\\u0000","then NUL":"\\\\\\u0000"}',
+        b'{"big":123456789012345678901234567890,"s":"\\u0000"}',  # the stdlib's path too
+        b'{"none":"\\u0001 u0000 \\\\"}',
+    ],
+)
+def test_decoded_text_never_holds_nul(body: bytes) -> None:
+    expected = _nul_free(json.loads(body))
+    assert _same(decode_json(body), expected)
+    assert _same(json.loads(without_nul(body)), expected)
 
 
 def test_ordinary_bodies_do_not_go_through_the_stdlib(monkeypatch: pytest.MonkeyPatch) -> None:

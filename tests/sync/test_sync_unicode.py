@@ -1,7 +1,8 @@
-"""Non-ASCII text goes through a sync unchanged: provider JSON (decoded by orjson), the
-stored ``raw`` text (orjson's UTF-8, not ``\\u`` escapes), the API; and the event's
-fingerprint is stable across the round trip through the database, on both providers and
-both databases."""
+"""Non-ASCII text goes through a sync unchanged: provider JSON, the stored ``raw`` text
+(UTF-8, not ``\\u`` escapes: Google's own text, orjson's for Microsoft), the API; and the
+event's fingerprint is stable across the round trip through the database, on both
+providers and both databases. Text holding NUL, which PostgreSQL cannot store, is stored
+with U+FFFD in its place, and the calendar syncs."""
 
 from __future__ import annotations
 
@@ -61,3 +62,34 @@ async def test_non_ascii_title_and_description_round_trip(
     [outcome] = await worker.drain()
     assert outcome.full and (outcome.inserted, outcome.updated, outcome.deleted) == (0, 0, 0)
     assert await all_events(api, calendar_id=cid) == [ev]
+
+
+async def test_text_holding_nul_is_stored_with_the_replacement_character(
+    api: httpx.AsyncClient, world: Any, worker: Any, clock: Any, runtime: Any, platform: str
+) -> None:
+    world.add_user(ALICE, name="Alice", time_zone="Europe/Berlin")
+    world.create_event(
+        ALICE,
+        {
+            "summary": "Review\x00 notes",
+            "description": "line one\x00line two",
+            "start": {"dateTime": "2026-11-03T15:00:00Z"},
+            "end": {"dateTime": "2026-11-03T16:00:00Z"},
+            "attendees": [{"email": "bob@example.com", "displayName": "Bob\x00"}],
+        },
+    )
+    _, cid = await connect_alice(api, world, platform)
+    [outcome] = await worker.drain()
+    assert outcome.result == "synced" and outcome.inserted == 1
+
+    [ev] = await all_events(api, calendar_id=cid)
+    assert ev["title"] == "Review\ufffd notes"
+    assert "Bob\ufffd" in [a["name"] for a in ev["attendees"]]
+    raw = json.dumps(ev["raw"], ensure_ascii=False)
+    assert "line one\ufffdline two" in raw and "\x00" not in raw
+
+    # Stable: a full sync of the unchanged event rewrites nothing.
+    world.expire_sync_tokens()
+    clock.advance(timedelta(minutes=5))
+    [outcome] = await worker.drain()
+    assert outcome.full and (outcome.inserted, outcome.updated, outcome.deleted) == (0, 0, 0)

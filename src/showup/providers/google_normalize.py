@@ -22,7 +22,7 @@ import msgspec
 
 from showup.meetings import MeetingLink, find_meeting_link, from_google_event
 from showup.providers.base import Attendee, RawJSON, RemoteDeletion, RemoteEvent, ResponseStatus
-from showup.providers.http import decode_json
+from showup.providers.http import decode_json, without_nul
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -367,8 +367,10 @@ class _NotTyped(Exception):
 def events_page(body: bytes) -> EventsPage:
     """An events.list response body → :class:`EventsPage`.
 
-    Raises ValueError when the body is not JSON, or not an object.
+    Raises ValueError when the body is not JSON, or not an object. Text holding NUL reads
+    as if it held U+FFFD there (``http.without_nul``).
     """
+    body = without_nul(body)
     try:
         return _typed_page(body)
     except (_NotTyped, msgspec.DecodeError):

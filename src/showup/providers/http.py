@@ -18,6 +18,7 @@ headers (bearer tokens) never reach an exception or a log line (DESIGN invariant
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -39,6 +40,9 @@ QueryParams = Mapping[str, str | int | bool]
 # integer literal that may not fit 64 bits (or a long digit run inside a string).
 _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_RUN = b"0" * 19
+# JSON's escape of NUL (U+0000), where its backslash is not itself escaped (an even number
+# of backslashes before it).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def describe(request: httpx.Request) -> str:
@@ -150,8 +154,23 @@ def _build(
         raise Rejected(f"invalid URL for {method}: {exc}") from exc
 
 
+def without_nul(body: bytes) -> bytes:
+    """``body``, JSON in UTF-8, with each NUL character of its strings (``\\u0000``)
+    written as U+FFFD instead.
+
+    Providers' text may hold NUL (an event title pasted from a binary document, say).
+    PostgreSQL stores it in neither a text column nor JSONB, so one such event failed its
+    calendar's every sync. SQLite would keep it; both now store the replacement character,
+    the same text on both databases.
+    """
+    if b"\\u0000" not in body:
+        return body
+    return _NUL_ESCAPE.sub(rb"\1\\ufffd", body)
+
+
 def decode_json(body: bytes) -> Any:
-    """``json.loads(body)``, made faster by orjson where it gives the same value.
+    """``json.loads(body)``, made faster by orjson where it gives the same value, and with
+    no NUL character in its strings (:func:`without_nul`).
 
     orjson refuses some input the stdlib accepts (lone surrogate escapes such as
     ``"\\ud800"``, a UTF-8 BOM, ``NaN``/``Infinity``, numbers beyond a double, other
@@ -160,6 +179,7 @@ def decode_json(body: bytes) -> Any:
     with a run of 19 digits (anywhere, even inside a string: a cheap test, and false alarms
     only cost speed) goes to ``json.loads`` too, so big integers stay exact ints.
     """
+    body = without_nul(body)
     if _LONG_RUN not in body.translate(_DIGITS):
         try:
             return orjson.loads(body)
