@@ -24,10 +24,10 @@ from pathlib import Path
 
 import uvicorn
 
-from bench.seed import seed_world
+from bench.seed import seed_world, window_listing
 from showup.clock import SystemClock
 from showup.emulator import World, create_app
-from showup.emulator.google.listing import EventLister, ListQuery
+from showup.emulator.google.listing import EventLister
 
 
 def _log(msg: str) -> None:
@@ -37,12 +37,8 @@ def _log(msg: str) -> None:
 def warm(world: World, emails: list[str], now: datetime) -> None:
     """List every calendar once over the sync window: fills the rendering caches."""
     lister = EventLister(world)
-    query = ListQuery(
-        single_events=True,
-        time_min=now - timedelta(days=1),
-        time_max=now + timedelta(days=29),
-        max_results=2500,
-    )
+    # A day of slack: the syncs' windows start later than now.
+    query = window_listing(now, max_results=2500, slack=timedelta(days=1))
     for email in emails:
         lister.list_events(world.calendar(email), query)
 

@@ -49,13 +49,13 @@ import orjson
 from pydantic import SecretStr
 
 from bench.common import RESULTS, machine, write_json
-from bench.seed import seed_world, user_email
+from bench.seed import seed_world, user_email, window_listing
 from showup.clock import FakeClock
 from showup.config import Settings
 from showup.db import engine as db_engine
 from showup.db.migrate import upgrade
 from showup.emulator import World
-from showup.emulator.google.listing import EventLister, ListQuery
+from showup.emulator.google.listing import EventLister
 from showup.providers.base import ChangePage, SyncWindow
 from showup.providers.google_normalize import events_page
 from showup.runtime import build_runtime
@@ -69,13 +69,7 @@ CHECKPOINT_EVERY = 10_000
 def _pages(calendars: int, events: int, seed: int, now: datetime) -> list[bytes]:
     world = World(FakeClock(now))
     seed_world(world, users=calendars, events=events, seed=seed, now=now)
-    lister = EventLister(world)
-    query = ListQuery(
-        single_events=True,
-        time_min=now - timedelta(days=1),
-        time_max=now + timedelta(days=28),
-        max_results=250,
-    )
+    lister, query = EventLister(world), window_listing(now)
     return [
         orjson.dumps(lister.list_events(world.calendar(user_email(i)), query))
         for i in range(calendars)

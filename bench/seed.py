@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from showup.emulator import World
+from showup.emulator.google.listing import ListQuery
 
 DOMAIN = "bench.example"
 ZONES = (
@@ -274,3 +275,16 @@ def seed_world(
         if progress is not None:
             progress(index + 1)
     return client_id, client_secret, grants
+
+
+def window_listing(
+    now: datetime, *, max_results: int = 250, slack: timedelta = timedelta(0)
+) -> ListQuery:
+    """The ``events.list`` query of a full sync at ``now`` over the default window (1 day
+    back, 28 days ahead, ``singleEvents``), reaching ``slack`` further ahead."""
+    return ListQuery(
+        single_events=True,
+        time_min=now - timedelta(days=1),
+        time_max=now + timedelta(days=28) + slack,
+        max_results=max_results,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from showup.clock import FakeClock
 from showup.emulator import World
-from showup.emulator.google.listing import EventLister, ListQuery
+from showup.emulator.google.listing import EventLister
 from showup.providers.base import RawJSON, RemoteDeletion, RemoteEvent
 from showup.providers.google_normalize import EventsPage, events_page, events_page_of
 from showup.sync.plan import FINGERPRINT_VERSION_TEXT, encode, fingerprint_v3
@@ -59,17 +59,11 @@ def _both(body: dict[str, Any], encoded: bytes | None = None) -> EventsPage:
 
 
 def _seed_bodies() -> list[dict[str, Any]]:
-    from bench.seed import seed_world, user_email
+    from bench.seed import seed_world, user_email, window_listing
 
     world = World(FakeClock(NOW))
     seed_world(world, users=12, events=60, seed=7, now=NOW)
-    lister = EventLister(world)
-    query = ListQuery(
-        single_events=True,
-        time_min=NOW - timedelta(days=1),
-        time_max=NOW + timedelta(days=29),
-        max_results=250,
-    )
+    lister, query = EventLister(world), window_listing(NOW)
     return [lister.list_events(world.calendar(user_email(i)), query) for i in range(12)]
 
 
